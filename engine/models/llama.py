@@ -1,0 +1,108 @@
+"""Dense Llama family: Llama, SmolLM2, Qwen2 / Qwen2.5-Coder (q/k/v bias), IQuest-Coder-V1 non-Loop.
+
+Parameter names equal the Hugging Face checkpoint names, so loading is a name lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..attention_metadata import AttentionMetadata
+from ..config import ModelConfig
+from ..errors import ModelLoadError
+from .layers import DecoderLayer, RMSNorm
+
+# Buffers some exports write next to the weights; they are recomputed from the config.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = LlamaModel(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor, meta: AttentionMetadata, kv: "KVCacheLike") -> torch.Tensor:
+        """input_ids: (T,) -> final hidden states (T, hidden), K/V written to `kv`."""
+        h = self.model.embed_tokens(input_ids)
+        for i, layer in enumerate(self.model.layers):
+            h = layer(h, meta, kv.layer(i))
+        return self.model.norm(h)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: (n, hidden) -> float32 logits (n, vocab)."""
+        return self.lm_head(hidden).float()
+
+    # -- weights ------------------------------------------------------------------
+
+    def checkpoint_name(self, name: str) -> str:
+        """Map a checkpoint tensor name to this module's parameter name (aliases live here)."""
+        return name
+
+    def expected_weights(self) -> set[str]:
+        names = {name for name, _ in self.named_parameters(remove_duplicate=False)}
+        if self.config.tie_word_embeddings:
+            names.discard("lm_head.weight")
+        return names
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
+        """Copy (name, tensor) pairs into the parameters; returns the names loaded.
+
+        An unexpected name or a wrong shape raises ModelLoadError naming the tensor.
+        """
+        params = dict(self.named_parameters(remove_duplicate=False))
+        loaded: set[str] = set()
+        for raw_name, tensor in weights:
+            if raw_name.endswith(_IGNORED_SUFFIXES):
+                continue
+            name = self.checkpoint_name(raw_name)
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue  # some tied exports still write the shared matrix twice
+            param = params.get(name)
+            if param is None:
+                raise ModelLoadError(f"unexpected tensor {raw_name!r} in checkpoint for {self.config.model_type}")
+            if tuple(tensor.shape) != tuple(param.shape):
+                raise ModelLoadError(
+                    f"tensor {raw_name!r} has shape {tuple(tensor.shape)}, expected {tuple(param.shape)}"
+                )
+            with torch.no_grad():
+                param.copy_(tensor)
+            loaded.add(name)
+        return loaded
+
+    def check_loaded(self, loaded: set[str]) -> None:
+        missing = sorted(self.expected_weights() - loaded)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ModelLoadError(f"checkpoint lacks {len(missing)} tensor(s): {shown}")
+
+    def init_random(self, seed: int = 0, std: float = 0.02) -> None:
+        """Random weights in the published shapes, for benchmarks and unit tests."""
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("layernorm.weight") or name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+class KVCacheLike:
+    """What a model needs from a KV cache: the (k, v) page tensors of cache layer i."""
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - protocol
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Weight file readers: safetensors directories and GGUF files."""

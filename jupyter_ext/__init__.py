@@ -1,0 +1,1 @@
+"""JupyterLab cell assistance (jupyter-server extension); see the JupyterLab issue."""

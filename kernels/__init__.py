@@ -1,0 +1,1 @@
+"""GPU kernels (Triton) with pure-torch references; CPU always takes the reference."""

@@ -1,0 +1,93 @@
+"""Attention of flattened queries over paged K/V, optionally restricted to a sliding window.
+
+This one op serves every case the engine runs: a fresh prefill, a prefill chunk on top
+of cached tokens, and decode; loop >= 2 of a Loop model calls it twice (global over
+loop 1's pages, windowed over its own). See `engine.attention_metadata` for the layout.
+
+Window rule: a query at position t sees keys t-W+1 .. t (W keys including itself).
+
+The reference gathers each sequence's pages and calls torch SDPA. GQA is done without
+copying K/V: the n_rep query heads of a KV head are folded into the query-length axis.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from loopcoder.engine.attention_metadata import AttentionMetadata
+
+
+def _key_range(context_len: int, num_queries: int, window: int | None) -> tuple[int, int]:
+    """[lo, hi) of key positions that any of the sequence's queries can see."""
+    first_query = context_len - num_queries
+    lo = 0 if window is None else max(0, first_query - window + 1)
+    return lo, context_len
+
+
+def _mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    allowed = k_pos[None, :] <= q_pos[:, None]  # (n_q, n_k)
+    if window is not None:
+        allowed &= k_pos[None, :] > q_pos[:, None] - window
+    return allowed
+
+
+def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """q: (n_q, Hq, D), k/v: (n_k, Hkv, D), mask: (n_q, n_k) or None -> (n_q, Hq, D)."""
+    n_q, num_heads, head_dim = q.shape
+    num_kv_heads = k.shape[1]
+    n_rep = num_heads // num_kv_heads
+    # Fold the query heads of each KV head into the length axis: (Hkv, n_rep * n_q, D).
+    qg = q.view(n_q, num_kv_heads, n_rep, head_dim).permute(1, 2, 0, 3).reshape(num_kv_heads, n_rep * n_q, head_dim)
+    kt, vt = k.transpose(0, 1), v.transpose(0, 1)  # (Hkv, n_k, D)
+    if mask is not None:
+        mask = mask.repeat(n_rep, 1)  # (n_rep * n_q, n_k), rows ordered (rep, query)
+    out = F.scaled_dot_product_attention(qg, kt, vt, attn_mask=mask, scale=scale)  # (Hkv, n_rep*n_q, D)
+    return out.view(num_kv_heads, n_rep, n_q, head_dim).permute(2, 0, 1, 3).reshape(n_q, num_heads, head_dim)
+
+
+def paged_attention_ref(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+    window: int | None = None,
+) -> torch.Tensor:
+    """q: (T, Hq, D); caches: (num_blocks, block_size, Hkv, D) -> (T, Hq, D)."""
+    out = torch.empty_like(q)
+    bs = meta.block_size
+    for b in range(meta.num_seqs):
+        q_lo, q_hi = meta.query_start[b], meta.query_start[b + 1]
+        n_q = q_hi - q_lo
+        lo, hi = _key_range(meta.context_lens[b], n_q, window)
+        first_block, last_block = lo // bs, (hi + bs - 1) // bs
+        blocks = meta.block_tables[b, first_block:last_block]
+        offset = first_block * bs
+        k = k_cache[blocks].flatten(0, 1)[lo - offset : hi - offset]  # (n_k, Hkv, D)
+        v = v_cache[blocks].flatten(0, 1)[lo - offset : hi - offset]
+        mask = None
+        if n_q > 1 or (window is not None and hi - lo > window):
+            q_pos = torch.arange(hi - n_q, hi, device=q.device)
+            k_pos = torch.arange(lo, hi, device=q.device)
+            mask = _mask(q_pos, k_pos, window)
+        out[q_lo:q_hi] = _attend_one(q[q_lo:q_hi], k.to(q.dtype), v.to(q.dtype), mask, scale)
+    return out
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+    window: int | None = None,
+) -> torch.Tensor:
+    """Dispatcher. The Triton path (GPU issue) slots in here; CPU always takes the reference."""
+    if q.dim() != 3 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError(f"paged_attention shapes: q {tuple(q.shape)}, k_cache {tuple(k_cache.shape)}")
+    if q.shape[2] != k_cache.shape[3] or q.shape[1] % k_cache.shape[2]:
+        raise ValueError(f"head layout mismatch: q {tuple(q.shape)} vs cache {tuple(k_cache.shape)}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return paged_attention_ref(q, k_cache, v_cache, meta, scale, window)

@@ -1,0 +1,175 @@
+"""`loopcoder` command line: info, generate, complete.
+
+Errors from the engine (`LoopcoderError`) are printed as one clear line on stderr with
+exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="Hugging Face model directory or .gguf file (default: embedded SmolLM2-135M)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="weight and KV dtype (default: float32)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    p.add_argument("--max-tokens", type=int, default=max_tokens, help=f"tokens to generate (default: {max_tokens})")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loopcoder", description="A self-hosted code assistant engine.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="print the model's architecture, size and KV bytes per token")
+    _add_model_args(info)
+
+    gen = sub.add_parser("generate", help="generate text from a prompt, streamed to stdout")
+    _add_model_args(gen)
+    _add_sampling_args(gen, 128)
+    gen.add_argument("--prompt", required=True, help="the prompt text ('-' reads stdin)")
+    gen.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn of the chat template")
+    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+    comp = sub.add_parser("complete", help="print the completion at a cursor in FILE")
+    _add_model_args(comp)
+    _add_sampling_args(comp, 64)
+    comp.add_argument("file", type=Path)
+    comp.add_argument("--line", type=int, required=True, help="1-based line of the cursor")
+    comp.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
+    comp.add_argument("--single-line", action="store_true", help="stop at the end of the line")
+    comp.add_argument("--show-prompt-tail", action="store_true", help="show the lines before the cursor too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from loopcoder.engine.errors import LoopcoderError
+
+    try:
+        return COMMANDS[args.command](args)
+    except LoopcoderError as e:
+        print(f"loopcoder: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from loopcoder.engine import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    engine = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype), progress=sys.stderr.isatty())
+    logging.getLogger("loopcoder").info("model loaded in %.2f s", time.perf_counter() - started)
+    return engine
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    engine = _load(args)
+    cfg = engine.model_config
+    dtype_bytes = engine.kv.k.element_size()
+    params = sum(p.numel() for p in engine.model.parameters())
+    rows = [
+        ("model", args.model or "embedded default (SmolLM2-135M-Instruct Q4_1 GGUF)"),
+        ("architecture", f"{cfg.model_type} {list(cfg.architectures) or ''}".strip()),
+        ("layers", f"{cfg.num_hidden_layers}" + (f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else "")),
+        ("hidden / heads / kv heads / head_dim", f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
+        ("vocab", str(cfg.vocab_size)),
+        ("parameters", f"{params:,}"),
+        ("dtype", args.dtype),
+        ("weight bytes", _human(sum(p.numel() * p.element_size() for p in engine.model.parameters()))),
+        ("KV bytes per token", f"{cfg.kv_bytes_per_token(dtype_bytes):,}"),
+        ("KV cache", f"{_human(engine.kv.nbytes)} = {engine.pool.num_blocks} blocks x {engine.cache_config.block_size} tokens"),
+        ("FIM", _fim_name(engine)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from loopcoder.engine.sampling import SamplingParams
+
+    engine = _load(args)
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if args.chat:
+        prompt = engine.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+    params = SamplingParams(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed, stop=tuple(args.stop))
+    result = engine.generate_for("<cli>", engine.tokenizer.encode(prompt), params,
+                                 on_token=lambda _tok, text: print(text, end="", flush=True))
+    print()
+    _report(result)
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from loopcoder.engine.errors import InvalidRequestError
+    from loopcoder.lsp.features.completion import CompletionOptions, complete, offset_of
+
+    try:
+        text = args.file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidRequestError(f"cannot read {args.file}: {e}") from None
+    offset = offset_of(text, args.line, args.col)
+    engine = _load(args)
+    options = CompletionOptions(max_new_tokens=args.max_tokens, multiline=not args.single_line, temperature=args.temperature)
+    completion = complete(engine, args.file.resolve().as_uri(), text, offset, options)
+    if args.show_prompt_tail:
+        tail = text[:offset].split("\n")[-6:]
+        print("\n".join(f"    {line}" for line in tail[:-1]))
+        print(f"    {tail[-1]}\033[2m{completion.text or '(no completion)'}\033[0m" if sys.stdout.isatty()
+              else f"    {tail[-1]}⟨{completion.text}⟩")
+    else:
+        print(completion.text)
+    _report(completion.result)
+    return 0
+
+
+def _report(result) -> None:
+    u, t = result.usage, result.timings
+    print(
+        f"[{u.prompt_tokens} prompt tokens ({u.cached_tokens} cached), {u.generated_tokens} generated, "
+        f"first token {t.first_token_s * 1000:.0f} ms, total {t.total_s * 1000:.0f} ms, {result.finish_reason}]",
+        file=sys.stderr,
+    )
+
+
+def _fim_name(engine) -> str:
+    fim = getattr(engine.tokenizer, "fim_format", None)
+    return "none (completes from the prefix only)" if fim is None else str(fim)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete}
+
+if __name__ == "__main__":
+    sys.exit(main())

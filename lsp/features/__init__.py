@@ -1,0 +1,1 @@
+"""Editor-neutral assistant features shared by the LSP server, the notebook extension and the CLI."""

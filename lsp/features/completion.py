@@ -1,0 +1,81 @@
+"""Completion at a cursor: the prompt, the stop rules and the clean-up of what comes back.
+
+Editor-neutral (no pygls): the CLI calls it now, the LSP server and the notebook
+extension will call it too.
+
+The prompt keeps stable text first so the document's warm K/V is reused: the prefix up
+to the cursor, then (only for models with FIM tokens) the suffix, bounded to
+`suffix_tokens` tokens, so a keystroke costs O(typed + bounded suffix), not O(file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loopcoder.engine.engine import Engine, GenerationResult
+from loopcoder.engine.errors import InvalidRequestError, TokenizerError
+from loopcoder.engine.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class CompletionOptions:
+    max_new_tokens: int = 64
+    suffix_tokens: int = 256
+    multiline: bool = True  # explicit triggers: a block; automatic ones: to the end of the line
+    temperature: float = 0.0
+
+
+@dataclass
+class Completion:
+    text: str  # what to insert at the cursor; "" means "nothing worth showing"
+    prompt_tokens: int
+    result: GenerationResult
+
+
+def offset_of(text: str, line: int, column: int) -> int:
+    """Character offset of a 1-based (line, column) cursor, as editors show it."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise InvalidRequestError(f"line {line} is outside the document (1..{len(lines)})")
+    if not 1 <= column <= len(lines[line - 1]) + 1:
+        raise InvalidRequestError(f"column {column} is outside line {line} (1..{len(lines[line - 1]) + 1})")
+    return sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
+
+
+def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOptions) -> list[int]:
+    tokenizer = engine.tokenizer
+    if tokenizer is None:
+        raise TokenizerError("this model has no tokenizer: text completion needs one")
+    # add_special_tokens: a BOS where the model's tokenizer asks for one (Llama SPM), none otherwise.
+    if tokenizer.fim_format is None:
+        ids = tokenizer.encode(prefix, add_special_tokens=True)
+    else:
+        suffix_ids = tokenizer.encode(suffix)[: options.suffix_tokens]
+        ids = tokenizer.encode(tokenizer.build_fim(prefix, tokenizer.decode(suffix_ids)), add_special_tokens=True)
+    if not ids:  # an empty document with no BOS: start from a newline
+        ids = tokenizer.encode("\n")
+    return ids
+
+
+def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions()) -> Completion:
+    """Complete document `key` (its full `text`) at character `offset`."""
+    if not 0 <= offset <= len(text):
+        raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
+    prefix, suffix = text[:offset], text[offset:]
+    ids = build_prompt(engine, prefix, suffix, options)
+    stop = ("\n\n\n", "\n\n") if options.multiline else ("\n",)
+    params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
+    result = engine.generate_for(key, ids, params)
+    return Completion(postprocess(result.text, suffix), len(ids), result)
+
+
+def postprocess(generated: str, suffix: str) -> str:
+    """Trim what the model produced into what an editor should insert."""
+    text = "\n".join(line.rstrip() for line in generated.split("\n")).rstrip()
+    # Drop an ending that merely repeats what already follows the cursor.
+    rest = suffix.lstrip()
+    if rest:
+        first_line = rest.split("\n", 1)[0].strip()
+        if first_line and text.endswith(first_line):
+            text = text[: -len(first_line)].rstrip()
+    return text if text.strip() else ""

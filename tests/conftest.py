@@ -1,0 +1,17 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Keep CPU test runs reproducible and bounded on a 2-core machine.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "loopcoder-tiny"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    if not (GOLDEN_DIR / "model.safetensors").is_file():
+        pytest.fail(f"golden data missing at {GOLDEN_DIR}: the checkout needs ../shared beside it")
+    return GOLDEN_DIR

@@ -1,0 +1,85 @@
+"""The dense Llama path equals Hugging Face transformers (a test-only dependency)."""
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from loopcoder.engine.config import ModelConfig  # noqa: E402
+from loopcoder.engine.engine import Engine, EngineConfig  # noqa: E402
+from loopcoder.engine.loader import default_model_path, materialize  # noqa: E402
+from loopcoder.engine.weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata  # noqa: E402
+
+TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0)
+
+
+def hf_model(kind: str, **extra):
+    torch.manual_seed(0)
+    if kind == "llama":
+        cfg = transformers.LlamaConfig(**TINY, **extra)
+        model = transformers.LlamaForCausalLM(cfg)
+    else:
+        cfg = transformers.Qwen2Config(**TINY, **extra)
+        model = transformers.Qwen2ForCausalLM(cfg)
+    with torch.no_grad():  # HF initialises biases to zero: make them count
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def ours_from_hf(model) -> Engine:
+    config = ModelConfig.from_dict(model.config.to_dict())
+    ours = materialize(config, torch.float32, "cpu", model.state_dict().items())
+    return Engine(ours, None, EngineConfig(kv_budget_bytes=1 << 24, block_size=4, prefill_chunk=5))
+
+
+@pytest.mark.parametrize(
+    "kind,extra",
+    [
+        ("llama", {}),
+        ("llama", {"tie_word_embeddings": True}),
+        ("llama", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}),
+        ("qwen2", {}),
+    ],
+)
+def test_tiny_dense_matches_hf(kind, extra):
+    hf = hf_model(kind, **extra)
+    engine = ours_from_hf(hf)
+    ids = torch.randint(0, 128, (40,), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf(ids[None]).logits[0]
+    torch.testing.assert_close(engine.logits(ids.tolist()), expected, atol=2e-5, rtol=0)
+    # The cached, chunked path on a paged cache agrees too.
+    torch.testing.assert_close(engine.sync("d", ids.tolist()), expected[-1], atol=2e-5, rtol=0)
+
+
+def test_qwen2_really_uses_qkv_bias():
+    hf = hf_model("qwen2")
+    assert ModelConfig.from_dict(hf.config.to_dict()).qkv_bias
+    assert hf.model.layers[0].self_attn.q_proj.bias.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_matches_hf_on_the_same_weights():
+    reader = open_gguf(default_model_path())
+    meta = read_gguf_metadata(reader)
+    config = config_from_gguf(meta, reader.tensors)
+    state = dict(iter_gguf_tensors(reader, config))
+    ours = Engine(materialize(config, torch.float32, "cpu", state.items()), None, EngineConfig())
+    hf_cfg = transformers.LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads, rope_theta=config.rope_theta,
+        rms_norm_eps=config.rms_norm_eps, max_position_embeddings=config.max_position_embeddings,
+        tie_word_embeddings=True,
+    )
+    hf = transformers.LlamaForCausalLM(hf_cfg).eval()
+    hf.load_state_dict(state, strict=False)
+    hf.tie_weights()
+    ids = [1, 504, 3154, 28, 16, 1225, 28, 23, 46, 197, 314, 967]
+    with torch.no_grad():
+        expected = hf(torch.tensor([ids])).logits[0]
+    torch.testing.assert_close(ours.logits(ids), expected, atol=1e-4, rtol=1e-4)

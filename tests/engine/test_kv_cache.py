@@ -1,0 +1,84 @@
+"""BlockPool bookkeeping: references, hashes, LRU reuse and eviction."""
+
+import pytest
+import torch
+
+from loopcoder.engine.errors import KVCacheOutOfMemoryError
+from loopcoder.engine.kv_cache import ROOT_HASH, BlockPool, CacheConfig, block_hash
+
+from .helpers import tiny_config, tiny_engine
+
+
+def test_allocate_release_and_no_room():
+    pool = BlockPool(4)
+    a = pool.allocate(3)
+    assert len(set(a)) == 3 and pool.num_available == 1
+    assert pool.allocate(2) is None  # no room is None, not an exception
+    pool.release(a)
+    assert pool.num_available == 4
+    with pytest.raises(ValueError, match="released more often"):
+        pool.release([a[0]])
+
+
+def test_hashed_blocks_wait_in_lru_and_are_found_again():
+    pool = BlockPool(3)
+    (b,) = pool.allocate(1)
+    digest = block_hash(ROOT_HASH, [1, 2, 3, 4])
+    pool.register(b, digest)
+    pool.release([b])
+    assert pool.num_cached == 1
+    assert pool.lookup(digest) == b and pool.ref_counts[b] == 1 and pool.num_cached == 0
+
+
+def test_eviction_takes_least_recently_released_first():
+    pool = BlockPool(2)
+    blocks = pool.allocate(2)
+    digests = [block_hash(ROOT_HASH, [i]) for i in range(2)]
+    for b, d in zip(blocks, digests):
+        pool.register(b, d)
+    pool.release([blocks[1]])
+    pool.release([blocks[0]])  # blocks[1] is now the oldest
+    (fresh,) = pool.allocate(1)
+    assert fresh == blocks[1] and pool.evictions == 1
+    assert pool.lookup(digests[1]) is None and pool.lookup(digests[0]) == blocks[0]
+
+
+def test_forget_refuses_shared_blocks():
+    pool = BlockPool(2)
+    (b,) = pool.allocate(1)
+    pool.register(b, b"x")
+    assert pool.lookup(b"x") == b
+    with pytest.raises(ValueError, match="shared"):
+        pool.forget(b)
+
+
+def test_hash_chains_over_prefix():
+    assert block_hash(block_hash(ROOT_HASH, [1]), [2]) != block_hash(block_hash(ROOT_HASH, [3]), [2])
+
+
+def test_budget_too_small_for_one_block():
+    with pytest.raises(KVCacheOutOfMemoryError, match="holds no block"):
+        CacheConfig.from_budget(tiny_config(), 100, 16, torch.float32)
+
+
+def test_kv_budget_exhausted_raises_and_loses_nothing():
+    engine = tiny_engine("llama", block_size=4, kv_budget_bytes=10 * 4 * tiny_config().kv_bytes_per_token(4))
+    assert engine.pool.num_blocks == 10
+    ok = list(range(1, 30))
+    before = engine.sync("a", ok)
+    with pytest.raises(KVCacheOutOfMemoryError, match="KV cache full"):
+        engine.sync("b", list(range(2, 40)))  # needs 10 blocks, 2 are free
+    torch.testing.assert_close(engine.sync("a", ok), before)  # document a is intact
+    engine.close("b")
+    engine.close("a")
+    engine.sync("b", list(range(2, 40)))  # fits once a is closed: its blocks are evicted
+    assert engine.pool.evictions > 0
+
+
+def test_closed_document_is_recovered_from_hashes():
+    engine = tiny_engine("iquestloopcoder", block_size=4)
+    doc = list(range(1, 42))
+    engine.prefill("a", doc)
+    engine.close("a")
+    usage = engine.prefill("a", doc)
+    assert usage.cached_tokens == 40  # every full block but the one holding the last token
