@@ -24,9 +24,13 @@ class AttentionMetadata:
     positions: torch.Tensor  # (T,) int64: absolute position of each query row
     slot_mapping: torch.Tensor  # (T,) int64: flat cache slot each query row's K/V is written to
     block_tables: torch.Tensor  # (B, max_blocks) int64, padded with 0 past each sequence's blocks
+    block_tables_host: list[list[int]]  # the same, unpadded, on the host
     query_start: list[int]  # B+1 host ints: cumulative query counts
     context_lens: list[int]  # B host ints: tokens in cache per sequence after this step
     block_size: int
+    # Per sequence: the first block-table index from which its blocks are consecutive ids,
+    # so pages from there on can be read as one slice of the cache instead of a gather.
+    contiguous_from: list[int]
 
     @property
     def num_seqs(self) -> int:
@@ -58,7 +62,16 @@ class AttentionMetadata:
             positions=torch.tensor(positions, dtype=torch.int64, device=device),
             slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
             block_tables=torch.tensor(padded, dtype=torch.int64, device=device),
+            block_tables_host=block_tables,
             query_start=query_start,
             context_lens=[s + n for s, n in zip(start_positions, query_lens)],
             block_size=block_size,
+            contiguous_from=[_contiguous_from(t) for t in block_tables],
         )
+
+
+def _contiguous_from(table: list[int]) -> int:
+    i = len(table) - 1
+    while i > 0 and table[i - 1] + 1 == table[i]:
+        i -= 1
+    return max(i, 0)

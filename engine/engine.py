@@ -156,7 +156,9 @@ class Engine:
             if logits is None:
                 return GenerationResult([], "", FinishReason.CANCELLED, usage, timings)
             result = self._decode(session, logits, params, on_token, cancelled, start)
-            result.usage, result.timings.prefill_s = usage, timings.prefill_s
+            result.usage.prompt_tokens, result.usage.cached_tokens = usage.prompt_tokens, usage.cached_tokens
+            result.usage.prefill_tokens = usage.prefill_tokens
+            result.timings.prefill_s = timings.prefill_s
             return result
 
     # -- internals ----------------------------------------------------------------------

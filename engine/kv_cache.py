@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -92,7 +92,7 @@ class BlockPool:
         self.num_blocks = num_blocks
         self.ref_counts = [0] * num_blocks
         self.hashes: list[bytes | None] = [None] * num_blocks
-        self._free: deque[int] = deque(range(num_blocks))  # unreferenced, no hash
+        self._free: dict[int, None] = dict.fromkeys(range(num_blocks))  # unreferenced, no hash; ordered
         self._cached: OrderedDict[int, None] = OrderedDict()  # unreferenced, hashed; LRU first
         self._by_hash: dict[bytes, int] = {}
         self.hits = self.evictions = 0
@@ -105,24 +105,47 @@ class BlockPool:
     def num_cached(self) -> int:
         return len(self._cached)
 
-    def allocate(self, count: int) -> list[int] | None:
-        """`count` fresh blocks with ref_count 1, or None when there is no room."""
+    def allocate(self, count: int, after: int | None = None) -> list[int] | None:
+        """`count` fresh blocks with ref_count 1, or None when there is no room.
+
+        With `after`, blocks `after+1, after+2, ...` are taken while they are unreferenced,
+        so a sequence's pages stay contiguous and attention can read them without a gather.
+        """
         if count > self.num_available:
             return None
         blocks = []
-        for _ in range(count):
-            if self._free:
-                block = self._free.popleft()
+        nxt = None if after is None else after + 1
+        while len(blocks) < count:
+            if nxt is not None and nxt < self.num_blocks and self.ref_counts[nxt] == 0:
+                block = nxt
+                if block in self._free:
+                    del self._free[block]
+                else:
+                    del self._cached[block]
+                    self._evict(block)
+                nxt += 1
             else:
-                block, _ = self._cached.popitem(last=False)
-                self._drop_hash(block)
-                self.evictions += 1
+                nxt = None
+                block = self._take_any()
             self.ref_counts[block] = 1
             blocks.append(block)
         return blocks
 
-    def allocate_or_raise(self, count: int, what: str) -> list[int]:
-        blocks = self.allocate(count)
+    def _take_any(self) -> int:
+        if self._free:
+            block = next(iter(self._free))
+            del self._free[block]
+            return block
+        block, _ = self._cached.popitem(last=False)
+        self._evict(block)
+        return block
+
+    def _evict(self, block: int) -> None:
+        self._drop_hash(block)
+        self.evictions += 1
+
+    def allocate_or_raise(self, count: int, what: str, after: int | None = None) -> list[int]:
+        blocks = self.allocate(count, after)
         if blocks is None:
             raise KVCacheOutOfMemoryError(
                 f"KV cache full: {what} needs {count} more block(s), {self.num_available} of "
@@ -162,7 +185,7 @@ class BlockPool:
             self.ref_counts[block] -= 1
             if self.ref_counts[block] == 0:
                 if self.hashes[block] is None:
-                    self._free.append(block)
+                    self._free[block] = None
                 else:
                     self._cached[block] = None
 

@@ -100,7 +100,8 @@ class SessionCache:
         """Make sure `session` has blocks for `total_tokens` tokens."""
         needed = (total_tokens + self.block_size - 1) // self.block_size - len(session.block_table)
         if needed > 0:
-            session.block_table.extend(self.pool.allocate_or_raise(needed, f"document {session.key!r}"))
+            last = session.block_table[-1] if session.block_table else None
+            session.block_table.extend(self.pool.allocate_or_raise(needed, f"document {session.key!r}", after=last))
 
     def commit(self, session: DocumentSession, new_tokens: list[int]) -> None:
         """Record tokens whose K/V were just written; hash blocks they complete."""

@@ -46,6 +46,14 @@ def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.T
     return out.view(num_kv_heads, n_rep, n_q, head_dim).permute(2, 0, 1, 3).reshape(n_q, num_heads, head_dim)
 
 
+def _pages(cache: torch.Tensor, meta: AttentionMetadata, seq: int, first: int, last: int) -> torch.Tensor:
+    """Blocks first..last-1 of a sequence as (n_blocks * block_size, Hkv, D): a view when they are consecutive."""
+    if first >= meta.contiguous_from[seq]:
+        start = meta.block_tables_host[seq][first]
+        return cache[start : start + last - first].flatten(0, 1)
+    return cache[meta.block_tables[seq, first:last]].flatten(0, 1)
+
+
 def paged_attention_ref(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -62,10 +70,9 @@ def paged_attention_ref(
         n_q = q_hi - q_lo
         lo, hi = _key_range(meta.context_lens[b], n_q, window)
         first_block, last_block = lo // bs, (hi + bs - 1) // bs
-        blocks = meta.block_tables[b, first_block:last_block]
         offset = first_block * bs
-        k = k_cache[blocks].flatten(0, 1)[lo - offset : hi - offset]  # (n_k, Hkv, D)
-        v = v_cache[blocks].flatten(0, 1)[lo - offset : hi - offset]
+        k = _pages(k_cache, meta, b, first_block, last_block)[lo - offset : hi - offset]  # (n_k, Hkv, D)
+        v = _pages(v_cache, meta, b, first_block, last_block)[lo - offset : hi - offset]
         mask = None
         if n_q > 1 or (window is not None and hi - lo > window):
             q_pos = torch.arange(hi - n_q, hi, device=q.device)

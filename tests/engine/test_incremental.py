@@ -74,6 +74,7 @@ def test_generation_then_accept_reuses_generated_tokens():
     engine = tiny_engine("iquestloopcoder")
     prompt = list(range(3, 30))
     out = engine.generate_for("d", prompt, params(8))
+    assert (out.usage.prompt_tokens, out.usage.generated_tokens, out.usage.prefill_tokens) == (len(prompt), 8, len(prompt))
     usage = engine.prefill("d", prompt + out.token_ids)
     assert usage.cached_tokens == len(prompt) + len(out.token_ids) - 1
     assert usage.prefill_tokens == 1

@@ -82,3 +82,25 @@ def test_closed_document_is_recovered_from_hashes():
     engine.close("a")
     usage = engine.prefill("a", doc)
     assert usage.cached_tokens == 40  # every full block but the one holding the last token
+
+
+def test_allocate_after_keeps_pages_consecutive():
+    pool = BlockPool(8)
+    assert pool.allocate(3) == [0, 1, 2]
+    assert pool.allocate(1) == [3]
+    pool.release([2])  # an edit cut the first sequence back by one block
+    assert pool.allocate(2, after=1) == [2, 4]  # 3 is taken: fall back to any free block
+    pool.register(3, b"h")
+    pool.release([3])  # hashed and unreferenced: cached, not free
+    assert pool.allocate(1, after=2) == [3]  # taken anyway, its hash evicted
+    assert pool.evictions == 1 and pool.lookup(b"h") is None
+
+
+def test_engine_keeps_a_typed_document_contiguous():
+    engine = tiny_engine("llama", block_size=4)
+    doc = list(range(1, 50))
+    for typed in range(5):
+        doc = doc[:30] + [7] * typed + doc[30:]
+        engine.sync("d", doc)
+        table = engine.sessions["d"].block_table
+        assert table == list(range(table[0], table[0] + len(table)))

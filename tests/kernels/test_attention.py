@@ -26,13 +26,15 @@ def naive(q, k, v, q_positions, window):
     return out
 
 
-def scattered_cache(ks, vs, block_size, num_blocks, dtype):
-    """Write each sequence's full K/V into randomly chosen, non-contiguous blocks."""
+def scattered_cache(ks, vs, block_size, num_blocks, dtype, order=None):
+    """Write each sequence's full K/V into randomly chosen blocks (or blocks taken from `order`)."""
     hkv, d = ks[0].shape[1:]
     k_cache = torch.zeros(num_blocks, block_size, hkv, d, dtype=dtype)
     v_cache = torch.zeros_like(k_cache)
     free = list(range(num_blocks))
     random.Random(0).shuffle(free)
+    if order is not None:
+        free = list(reversed(order))
     tables = []
     for k, v in zip(ks, vs):
         n = (k.shape[0] + block_size - 1) // block_size
@@ -87,3 +89,16 @@ def test_bad_shapes_raise():
         paged_attention(torch.zeros(2, 4, 8), k_cache, k_cache, meta, 1.0, window=0)
     with pytest.raises(ValueError, match="store_kv"):
         store_kv(torch.zeros(3, 2, 8), torch.zeros(3, 2, 8), k_cache, k_cache, meta.slot_mapping)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [9, 2, 3, 4, 5], [1, 2, 7, 3, 4], [4, 3, 2, 1, 0]])
+@pytest.mark.parametrize("window", [None, 6])
+def test_contiguous_and_mixed_block_tables(order, window):
+    """Consecutive pages are read as a slice, others gathered: both give the same answer."""
+    torch.manual_seed(1)
+    k, v, q = torch.randn(18, 2, 8), torch.randn(18, 2, 8), torch.randn(3, 4, 8)
+    k_cache, v_cache, tables = scattered_cache([k], [v], 4, 12, torch.float32, order=order)
+    assert tables == [order]
+    meta = AttentionMetadata.build(tables, [15], [3], 4)
+    out = paged_attention(q, k_cache, v_cache, meta, 8**-0.5, window)
+    torch.testing.assert_close(out, naive(q, k, v, range(15, 18), window), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,354 @@
+"""The engine's tokenizer: HF `tokenizers` underneath, plus what the engine needs around it.
+
+`Tokenizer` adds, on top of a `tokenizers.Tokenizer`:
+- loading from a HF model directory (tokenizer.json, or a SentencePiece tokenizer.model
+  converted at load) or from GGUF metadata (see `tokenizer_convert`);
+- end-of-sequence ids, special ids, the chat template (jinja2, sandboxed) and the FIM
+  format of the model family;
+- `StreamDecoder`, which turns generated ids into text deltas without ever splitting a
+  multi-byte character.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import AddedToken
+from tokenizers import Tokenizer as HFTokenizer
+
+from . import tokenizer_convert
+from .errors import InvalidRequestError, TokenizerError
+
+log = logging.getLogger(__name__)
+
+# End-of-turn / end-of-text tokens of the families we serve. Any of them present as a
+# special token also ends generation: an instruct model may emit <|im_end|> while its
+# eos is <|endoftext|> (Qwen2.5), or the reverse (SmolLM2).
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>",
+               "<|end|>", "<end_of_turn>", "<|EOT|>", "</s>")
+
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    """Fill-in-the-middle sentinel tokens of one model family, used in PSM order."""
+
+    name: str
+    prefix: str
+    suffix: str
+    middle: str
+
+    def build(self, prefix: str, suffix: str) -> str:
+        # PSM keeps the stable part (the code before the cursor) first, so KV pages of the
+        # prompt survive edits after the cursor.
+        return f"{self.prefix}{prefix}{self.suffix}{suffix}{self.middle}"
+
+
+FIM_FORMATS = (
+    FimFormat("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, IQuest
+    FimFormat("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    FimFormat("codellama", "\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>"),
+)
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` with the model's special tokens, chat template and FIM format."""
+
+    def __init__(self, hf: HFTokenizer, *, bos_token: str | None = None, eos_token: str | None = None,
+                 extra_eos_ids: Iterable[int] = (), chat_template: str | None = None) -> None:
+        self.hf = hf
+        self.bos_token = bos_token
+        self.bos_id = hf.token_to_id(bos_token) if bos_token else None
+        self.special_ids = frozenset(i for i, t in hf.get_added_tokens_decoder().items() if t.special)
+        self.eos_ids = self._collect_eos_ids(eos_token, extra_eos_ids)
+        self.eos_token = eos_token if eos_token else (self.id_to_token(self.eos_ids[0]) if self.eos_ids else None)
+        self.fim_format = next((f for f in FIM_FORMATS if self._has_tokens(f.prefix, f.suffix, f.middle)), None)
+        self._template_source = chat_template
+        self._template = _compile_chat_template(chat_template) if chat_template else None
+
+    # --- constructors ---------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained_dir(cls, path: str | Path, *, extra_eos_ids: Iterable[int] = ()) -> "Tokenizer":
+        """Load tokenizer.json (or convert tokenizer.model) plus tokenizer_config.json.
+
+        End-of-sequence ids also come from generation_config.json and config.json when
+        the directory has them.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise TokenizerError(f"tokenizer directory {path} does not exist")
+        config = _read_json(path / "tokenizer_config.json")
+        # The sentencepiece model names its own <s>/</s>; tokenizer_config.json may override.
+        default_bos = default_eos = None
+        if (path / "tokenizer.json").is_file():
+            hf = _load_tokenizer_json(path / "tokenizer.json")
+        elif (path / "tokenizer.model").is_file():
+            hf, default_bos, default_eos = _convert_sentencepiece(path / "tokenizer.model", config)
+        else:
+            raise TokenizerError(f"{path} has neither tokenizer.json nor tokenizer.model")
+        _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
+        model_eos = [*_eos_field(_read_json(path / "generation_config.json")),
+                     *_eos_field(_read_json(path / "config.json"))]
+        template_file = path / "chat_template.jinja"  # newer transformers save it apart
+        template = template_file.read_text() if template_file.is_file() else _pick_template(config.get("chat_template"))
+        return cls(hf, bos_token=_token_content(config.get("bos_token")) or default_bos,
+                   eos_token=_token_content(config.get("eos_token")) or default_eos,
+                   extra_eos_ids=[*model_eos, *extra_eos_ids], chat_template=template)
+
+    @classmethod
+    def from_gguf_metadata(cls, meta: Mapping[str, Any]) -> "Tokenizer":
+        """Rebuild the tokenizer from a GGUF file's key/value fields (plain Python values)."""
+        hf = tokenizer_convert.build_gguf(meta)
+        tokens = meta["tokenizer.ggml.tokens"]
+        bos_id = tokenizer_convert.gguf_token_id(meta, "tokenizer.ggml.bos_token_id")
+        eos_id = tokenizer_convert.gguf_token_id(meta, "tokenizer.ggml.eos_token_id")
+        # llama.cpp writes these for Llama 3 (eot, eom) when they differ from eos.
+        extra = [tokenizer_convert.gguf_token_id(meta, f"tokenizer.ggml.{k}_token_id") for k in ("eot", "eom")]
+        return cls(hf, bos_token=tokens[bos_id] if bos_id is not None else None,
+                   eos_token=tokens[eos_id] if eos_id is not None else None,
+                   extra_eos_ids=[i for i in extra if i is not None],
+                   chat_template=meta.get("tokenizer.chat_template"))
+
+    # --- vocabulary -----------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, added tokens included (the model's embedding may be larger)."""
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.hf.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.hf.id_to_token(token_id)
+
+    # --- encode / decode ------------------------------------------------------------
+
+    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`. Special-token strings in it ("<|im_start|>") become their ids;
+        add_special_tokens adds what the model's post-processor adds (BOS for Llama)."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode() takes a str, not {type(text).__name__}")
+        try:
+            return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise TokenizerError(f"encoding failed: {exc}") from exc
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        ids = list(ids)
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise InvalidRequestError(f"token id {bad[0]} is outside the vocab of {self.vocab_size} tokens")
+        return self.hf.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def stream_decoder(self, prompt_ids: Sequence[int] = (), *, skip_special_tokens: bool = False) -> "StreamDecoder":
+        return StreamDecoder(self, prompt_ids=prompt_ids, skip_special_tokens=skip_special_tokens)
+
+    # --- chat and FIM ---------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own template; None when `apply_chat_template` would use a fallback."""
+        return self._template_source
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **kwargs: Any) -> str:
+        """Render a conversation to prompt text; extra keyword arguments reach the template."""
+        template = self._template
+        if template is None:
+            if self.token_to_id("<|im_start|>") is None:
+                raise TokenizerError("this model has no chat template and no <|im_start|> token for ChatML")
+            template = _compile_chat_template(_CHATML_TEMPLATE)
+        try:
+            return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                   bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
+        except jinja2.TemplateError as exc:
+            raise TokenizerError(f"chat template failed: {exc}") from exc
+
+    def build_fim(self, prefix: str, suffix: str) -> str | None:
+        """The PSM fill-in-the-middle prompt, or None when the model knows no FIM tokens."""
+        return self.fim_format.build(prefix, suffix) if self.fim_format else None
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _has_tokens(self, *tokens: str) -> bool:
+        return all(self.token_to_id(t) is not None for t in tokens)
+
+    def _collect_eos_ids(self, eos_token: str | None, extra: Iterable[int]) -> tuple[int, ...]:
+        """The configured eos first, then the model config's ids, then known end tokens
+        that are special tokens of this vocab; no duplicates."""
+        configured = [self.token_to_id(eos_token) if eos_token else None, *extra]
+        named = [i for i in map(self.token_to_id, _END_TOKENS) if i in self.special_ids]
+        eos: list[int] = []
+        for token_id in (*configured, *named):
+            if token_id is None or token_id in eos:
+                continue
+            if not 0 <= token_id < self.vocab_size:
+                raise TokenizerError(f"eos token id {token_id} is outside the vocab of {self.vocab_size} tokens")
+            eos.append(int(token_id))
+        return tuple(eos)
+
+
+class StreamDecoder:
+    """Turns generated ids, one at a time, into text deltas.
+
+    Decodes a small window of ids and emits the part past what was already emitted, but
+    only once it no longer ends in U+FFFD: a character whose UTF-8 bytes span several
+    byte-level tokens is emitted whole, when its last byte arrives. The window restarts
+    where the last delta ended, so each step costs O(window), not O(text).
+
+    Joined deltas (plus `flush()`) equal decode(prompt_ids + ids) minus decode(prompt_ids).
+    The prompt's last ids seed the window so that a leading space of the first generated
+    token survives SentencePiece decoders, which strip one at the start of text.
+    """
+
+    _PROMPT_CONTEXT = 6
+
+    def __init__(self, tokenizer: Tokenizer, *, prompt_ids: Sequence[int] = (), skip_special_tokens: bool = False):
+        self._tokenizer = tokenizer
+        self._skip_special = skip_special_tokens
+        self._ids = list(prompt_ids)[-self._PROMPT_CONTEXT:]
+        self._prefix_offset = 0
+        # A prompt cut in the middle of a character leaves that character pending.
+        self._read_offset = len(self._ids)
+        while self._read_offset > 0 and self._decode(self._ids[:self._read_offset]).endswith("\ufffd"):
+            self._read_offset -= 1
+
+    def push(self, token_id: int) -> str:
+        """Add one generated id; return the newly completed text ('' while incomplete)."""
+        self._ids.append(token_id)
+        return self._advance(final=False)
+
+    def flush(self) -> str:
+        """Return whatever is still held back (an incomplete character decodes as U+FFFD)."""
+        return self._advance(final=True)
+
+    def _advance(self, *, final: bool) -> str:
+        emitted = self._decode(self._ids[self._prefix_offset:self._read_offset])
+        text = self._decode(self._ids[self._prefix_offset:])
+        if len(text) <= len(emitted) or (text.endswith("\ufffd") and not final):
+            return ""
+        # Restart the window at the ids just emitted: the next decode needs them as context.
+        self._ids = self._ids[self._read_offset:]
+        self._prefix_offset, self._read_offset = 0, len(self._ids)
+        return text[len(emitted):]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=self._skip_special) if ids else ""
+
+
+# --- loading helpers -------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path} must hold a JSON object")
+    return data
+
+
+def _load_tokenizer_json(path: Path) -> HFTokenizer:
+    try:
+        return HFTokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers reports parse errors as plain Exception
+        raise TokenizerError(f"cannot load {path}: {exc}") from exc
+
+
+def _convert_sentencepiece(path: Path, config: Mapping[str, Any]) -> tuple[HFTokenizer, str | None, str | None]:
+    # add_bos_token defaults to True in LlamaTokenizer and IQuestCoderTokenizer alike.
+    spec = tokenizer_convert.read_sentencepiece_model(path, add_bos=bool(config.get("add_bos_token", True)))
+    hf = tokenizer_convert.build_sentencepiece(spec)
+    _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
+    # The decoder must know every added token (see install_sentencepiece_decoder).
+    tokenizer_convert.install_sentencepiece_decoder(hf, add_dummy_prefix=spec.add_dummy_prefix)
+    piece = lambda i: spec.pieces[i] if i is not None else None  # noqa: E731
+    return hf, piece(spec.bos_id), piece(spec.eos_id)
+
+
+def _register_config_tokens(hf: HFTokenizer, added: Mapping[str, Any]) -> None:
+    """Make tokenizer_config.json's added_tokens_decoder hold: each token at its id, with
+    its special flag. A token the vocab lacks is appended; its id must then come out right."""
+    have = hf.get_added_tokens_decoder()
+    for key, info in sorted(added.items(), key=lambda kv: int(kv[0])):
+        token_id, content = int(key), info.get("content")
+        if not content:
+            raise TokenizerError(f"tokenizer_config.json: added token {key} has no content")
+        special = bool(info.get("special", False))
+        if token_id in have and have[token_id].content == content and have[token_id].special == special:
+            continue
+        existing = hf.token_to_id(content)
+        if existing is not None and existing != token_id:
+            raise TokenizerError(f"tokenizer_config.json puts {content!r} at id {token_id}, the vocab at {existing}")
+        token = AddedToken(content, special=special, normalized=bool(info.get("normalized", not special)),
+                           lstrip=bool(info.get("lstrip", False)), rstrip=bool(info.get("rstrip", False)),
+                           single_word=bool(info.get("single_word", False)))
+        if special:
+            hf.add_special_tokens([token])
+        else:
+            hf.add_tokens([token])
+        if hf.token_to_id(content) != token_id:
+            raise TokenizerError(f"tokenizer_config.json puts {content!r} at id {token_id}, "
+                                 f"past the end of the vocab ({hf.token_to_id(content)} is next)")
+
+
+def _token_content(value: Any) -> str | None:
+    """tokenizer_config.json writes tokens as a string or as {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def _eos_field(config: Mapping[str, Any]) -> list[int]:
+    value = config.get("eos_token_id")
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+
+
+def _pick_template(value: Any) -> str | None:
+    """chat_template is a string, or a list of named templates (then take "default")."""
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default") or next(iter(named.values()), None)
+    return value if isinstance(value, str) and value else None
+
+
+def _compile_chat_template(source: str) -> jinja2.Template:
+    """Compile with the environment HF uses: sandboxed, trim/lstrip blocks, loop controls."""
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateError as exc:
+        raise TokenizerError(f"the chat template does not parse: {exc}") from exc
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: Any = None, sort_keys: bool = False) -> str:
+    # jinja2's own tojson escapes HTML (<, >, &), which would change the prompt text.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.TemplateError(message)
