@@ -24,7 +24,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/loopcoder info
-	$(VENV)/bin/loopcoder complete docs/examples/demo.py --line 12 --col 5 --show-prompt-tail
+	$(VENV)/bin/loopcoder complete docs/examples/demo.py --line 15 --col 5 --show-prompt-tail
 
 bench: $(STAMP)
 	$(PY) benchmarks/edit_loop.py

@@ -13,20 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
 from .config import ModelConfig
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
 from .model_runner import ModelRunner, StepInput
 from .models.llama import LlamaForCausalLM
 from .sampling import FinishReason, Sampler, SamplingParams, StopChecker
 from .sessions import DocumentSession, SessionCache
-
-if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+from .token_healing import TokenTexts, restrict_to
+from .tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,21 @@ class GenerationResult:
 
 TokenCallback = Callable[[int, str], None]  # (token id, text delta that is safe to show)
 CancelCheck = Callable[[], bool]
+StopPredicate = Callable[[str], bool]
+
+
+@dataclass
+class _Request:
+    params: SamplingParams
+    on_token: TokenCallback | None
+    cancelled: CancelCheck
+    healed_text: str
+    stop_when: StopPredicate | None
+    prompt_ids: list[int]
 
 
 class Engine:
-    def __init__(self, model: LlamaForCausalLM, tokenizer: "Tokenizer | None", config: EngineConfig = EngineConfig()):
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig()):
         self.model = model.eval()
         self.model_config: ModelConfig = model.config
         self.tokenizer = tokenizer
@@ -81,6 +91,7 @@ class Engine:
         self.sessions: dict[str, DocumentSession] = {}
         self._lock = threading.RLock()
         self._anonymous = 0
+        self._texts: TokenTexts | None = None
 
     # -- the stable Python hook -----------------------------------------------------
 
@@ -138,8 +149,16 @@ class Engine:
         params: SamplingParams,
         on_token: TokenCallback | None = None,
         cancelled: CancelCheck | None = None,
+        *,
+        healed_text: str = "",
+        stop_when: StopPredicate | None = None,
     ) -> GenerationResult:
-        """Generate for document `key`, reusing its warm K/V; stops on eos, stop strings, length or cancel."""
+        """Generate for document `key`, reusing its warm K/V; stops on eos, stop strings, length or cancel.
+
+        `healed_text`: the text of a prompt token the caller dropped (token healing); the
+        first generated token must start with it, and it is cut from the output.
+        `stop_when(text)`: called with the text so far after each token; True stops.
+        """
         ids = self._check_prompt(token_ids)
         if len(ids) + params.max_new_tokens > self.model_config.max_position_embeddings:
             raise InvalidRequestError(
@@ -155,7 +174,8 @@ class Engine:
             timings = Timings(prefill_s=time.perf_counter() - start)
             if logits is None:
                 return GenerationResult([], "", FinishReason.CANCELLED, usage, timings)
-            result = self._decode(session, logits, params, on_token, cancelled, start)
+            request = _Request(params, on_token, cancelled, healed_text, stop_when, ids)
+            result = self._decode(session, logits, request, start)
             result.usage.prompt_tokens, result.usage.cached_tokens = usage.prompt_tokens, usage.cached_tokens
             result.usage.prefill_tokens = usage.prefill_tokens
             result.timings.prefill_s = timings.prefill_s
@@ -178,25 +198,21 @@ class Engine:
             usage.prefill_tokens += len(chunk)
         return logits
 
-    def _decode(
-        self,
-        session: DocumentSession,
-        logits: torch.Tensor,
-        params: SamplingParams,
-        on_token: TokenCallback | None,
-        cancelled: CancelCheck,
-        start: float,
-    ) -> GenerationResult:
+    def _decode(self, session: DocumentSession, logits: torch.Tensor, request: _Request, start: float) -> GenerationResult:
+        params = request.params
         sampler = Sampler(params)
         eos = self.tokenizer.eos_ids if self.tokenizer is not None else self.model_config.eos_token_ids
         stopper = StopChecker(params, eos)
-        decoder = self.tokenizer.stream_decoder() if self.tokenizer is not None else None
+        decoder = self.tokenizer.stream_decoder(request.prompt_ids) if self.tokenizer is not None else None
+        to_cut = len(request.healed_text)
+        if to_cut:
+            logits = restrict_to(logits, self._token_texts().with_prefix(request.healed_text))
         tokens: list[int] = []
         text_parts: list[str] = []
         first_token_s = 0.0
         reason = FinishReason.LENGTH
         while True:
-            if cancelled():
+            if request.cancelled():
                 reason = FinishReason.CANCELLED
                 break
             token = sampler.sample(logits)
@@ -207,9 +223,12 @@ class Engine:
                 break
             tokens.append(token)
             delta = decoder.push(token) if decoder is not None else ""
+            if to_cut:
+                cut = min(to_cut, len(delta))
+                delta, to_cut = delta[cut:], to_cut - cut
             shown, hit = stopper.feed(delta)
-            self._emit(on_token, token, shown, text_parts)
-            if hit:
+            self._emit(request.on_token, token, shown, text_parts)
+            if hit or (request.stop_when is not None and shown and request.stop_when("".join(text_parts))):
                 reason = FinishReason.STOP
                 break
             if len(tokens) == params.max_new_tokens:
@@ -218,10 +237,17 @@ class Engine:
             logits = self.runner.step([StepInput(session.block_table, session.num_tokens, [token])], self.kv)[0]
             self.cache.commit(session, [token])
         if reason is not FinishReason.STOP:
-            self._emit(on_token, None, stopper.flush(), text_parts)
+            self._emit(request.on_token, None, stopper.flush(), text_parts)
         usage = Usage(generated_tokens=len(tokens))
         timings = Timings(first_token_s=first_token_s, total_s=time.perf_counter() - start)
         return GenerationResult(tokens, "".join(text_parts), reason, usage, timings)
+
+    def _token_texts(self) -> TokenTexts:
+        if self._texts is None:
+            if self.tokenizer is None:
+                raise TokenizerError("token healing needs a tokenizer")
+            self._texts = TokenTexts(self.tokenizer, self.model_config.vocab_size)
+        return self._texts
 
     @staticmethod
     def _emit(on_token: TokenCallback | None, token: int | None, text: str, parts: list[str]) -> None:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +24,6 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from . import tokenizer_convert
 from .errors import InvalidRequestError, TokenizerError
-
-log = logging.getLogger(__name__)
 
 # End-of-turn / end-of-text tokens of the families we serve. Any of them present as a
 # special token also ends generation: an instruct model may emit <|im_end|> while its
@@ -77,6 +74,8 @@ class Tokenizer:
         self.eos_token = eos_token if eos_token else (self.id_to_token(self.eos_ids[0]) if self.eos_ids else None)
         self.fim_format = next((f for f in FIM_FORMATS if self._has_tokens(f.prefix, f.suffix, f.middle)), None)
         self._template_source = chat_template
+        if chat_template is None and self.token_to_id("<|im_start|>") is not None:
+            chat_template = _CHATML_TEMPLATE  # ChatML is the usual format of models with <|im_start|>
         self._template = _compile_chat_template(chat_template) if chat_template else None
 
     # --- constructors ---------------------------------------------------------------
@@ -103,8 +102,7 @@ class Tokenizer:
         _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
         model_eos = [*_eos_field(_read_json(path / "generation_config.json")),
                      *_eos_field(_read_json(path / "config.json"))]
-        template_file = path / "chat_template.jinja"  # newer transformers save it apart
-        template = template_file.read_text() if template_file.is_file() else _pick_template(config.get("chat_template"))
+        template = _read_template(path / "chat_template.jinja") or _pick_template(config.get("chat_template"))
         return cls(hf, bos_token=_token_content(config.get("bos_token")) or default_bos,
                    eos_token=_token_content(config.get("eos_token")) or default_eos,
                    extra_eos_ids=[*model_eos, *extra_eos_ids], chat_template=template)
@@ -118,8 +116,8 @@ class Tokenizer:
         eos_id = tokenizer_convert.gguf_token_id(meta, "tokenizer.ggml.eos_token_id")
         # llama.cpp writes these for Llama 3 (eot, eom) when they differ from eos.
         extra = [tokenizer_convert.gguf_token_id(meta, f"tokenizer.ggml.{k}_token_id") for k in ("eot", "eom")]
-        return cls(hf, bos_token=tokens[bos_id] if bos_id is not None else None,
-                   eos_token=tokens[eos_id] if eos_id is not None else None,
+        return cls(hf, bos_token=str(tokens[bos_id]) if bos_id is not None else None,
+                   eos_token=str(tokens[eos_id]) if eos_id is not None else None,
                    extra_eos_ids=[i for i in extra if i is not None],
                    chat_template=meta.get("tokenizer.chat_template"))
 
@@ -146,10 +144,12 @@ class Tokenizer:
         try:
             return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
         except Exception as exc:  # tokenizers raises plain Exception subclasses
+            if not text.isascii() and _has_lone_surrogate(text):
+                raise TokenizerError("cannot encode text with a lone UTF-16 surrogate (not valid Unicode)") from exc
             raise TokenizerError(f"encoding failed: {exc}") from exc
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        ids = list(ids)
+        ids = [int(i) for i in ids]  # numpy and torch integers too
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise InvalidRequestError(f"token id {bad[0]} is outside the vocab of {self.vocab_size} tokens")
@@ -167,13 +167,10 @@ class Tokenizer:
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **kwargs: Any) -> str:
         """Render a conversation to prompt text; extra keyword arguments reach the template."""
-        template = self._template
-        if template is None:
-            if self.token_to_id("<|im_start|>") is None:
-                raise TokenizerError("this model has no chat template and no <|im_start|> token for ChatML")
-            template = _compile_chat_template(_CHATML_TEMPLATE)
+        if self._template is None:
+            raise TokenizerError("this model has no chat template and no <|im_start|> token for ChatML")
         try:
-            return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
         except jinja2.TemplateError as exc:
             raise TokenizerError(f"chat template failed: {exc}") from exc
@@ -205,27 +202,35 @@ class Tokenizer:
 class StreamDecoder:
     """Turns generated ids, one at a time, into text deltas.
 
-    Decodes a small window of ids and emits the part past what was already emitted, but
-    only once it no longer ends in U+FFFD: a character whose UTF-8 bytes span several
-    byte-level tokens is emitted whole, when its last byte arrives. The window restarts
-    where the last delta ended, so each step costs O(window), not O(text).
+    Decodes a window of ids and emits the text past what was already emitted, but only
+    once it no longer ends in U+FFFD: a character whose UTF-8 bytes span several
+    byte-level tokens is emitted whole, when its last byte arrives. After each delta the
+    window restarts at the ids behind that delta, so a step costs O(window), not O(text).
 
     Joined deltas (plus `flush()`) equal decode(prompt_ids + ids) minus decode(prompt_ids).
     The prompt's last ids seed the window so that a leading space of the first generated
     token survives SentencePiece decoders, which strip one at the start of text.
     """
 
-    _PROMPT_CONTEXT = 6
+    _PROMPT_CONTEXT = 8
+    _MAX_CHAR_IDS = 4  # a character has at most 4 UTF-8 bytes, so it starts within 4 ids
 
     def __init__(self, tokenizer: Tokenizer, *, prompt_ids: Sequence[int] = (), skip_special_tokens: bool = False):
         self._tokenizer = tokenizer
         self._skip_special = skip_special_tokens
-        self._ids = list(prompt_ids)[-self._PROMPT_CONTEXT:]
-        self._prefix_offset = 0
-        # A prompt cut in the middle of a character leaves that character pending.
-        self._read_offset = len(self._ids)
-        while self._read_offset > 0 and self._decode(self._ids[:self._read_offset]).endswith("\ufffd"):
-            self._read_offset -= 1
+        context = list(prompt_ids)[-self._PROMPT_CONTEXT:]
+        # Drop leading ids that continue a character begun before the context.
+        first = next((i for i in range(min(self._MAX_CHAR_IDS, len(context)))
+                      if not self._decode(context[i:]).startswith("\ufffd")), 0)
+        self._ids = context[first:]
+        # A prompt cut inside a character leaves that character pending: its bytes count as
+        # not emitted, and the next window starts at the id where the character begins.
+        boundary = len(self._ids)
+        lowest = max(0, boundary - self._MAX_CHAR_IDS + 1)
+        while boundary > lowest and self._decode(self._ids[:boundary]).endswith("\ufffd"):
+            boundary -= 1
+        self._unemitted_from = boundary  # the next window starts here, at a character boundary
+        self._emitted_chars = len(self._decode(self._ids).rstrip("\ufffd"))
 
     def push(self, token_id: int) -> str:
         """Add one generated id; return the newly completed text ('' while incomplete)."""
@@ -237,17 +242,29 @@ class StreamDecoder:
         return self._advance(final=True)
 
     def _advance(self, *, final: bool) -> str:
-        emitted = self._decode(self._ids[self._prefix_offset:self._read_offset])
-        text = self._decode(self._ids[self._prefix_offset:])
-        if len(text) <= len(emitted) or (text.endswith("\ufffd") and not final):
+        text = self._decode(self._ids)
+        if len(text) <= self._emitted_chars or (text.endswith("\ufffd") and not final):
             return ""
-        # Restart the window at the ids just emitted: the next decode needs them as context.
-        self._ids = self._ids[self._read_offset:]
-        self._prefix_offset, self._read_offset = 0, len(self._ids)
-        return text[len(emitted):]
+        delta = text[self._emitted_chars:]
+        self._ids = self._ids[self._unemitted_from:]
+        self._unemitted_from = len(self._ids)
+        self._emitted_chars = len(self._decode(self._ids))
+        return delta
 
     def _decode(self, ids: list[int]) -> str:
+        # Ids past the tokenizer's vocab (embedding rows padded beyond it, which random or
+        # badly trained weights can sample) have no text; everything else decodes as usual.
+        size = self._tokenizer.vocab_size
+        ids = [i for i in ids if 0 <= i < size]
         return self._tokenizer.decode(ids, skip_special_tokens=self._skip_special) if ids else ""
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 # --- loading helpers -------------------------------------------------------------------
@@ -279,8 +296,9 @@ def _convert_sentencepiece(path: Path, config: Mapping[str, Any]) -> tuple[HFTok
     _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
     # The decoder must know every added token (see install_sentencepiece_decoder).
     tokenizer_convert.install_sentencepiece_decoder(hf, add_dummy_prefix=spec.add_dummy_prefix)
-    piece = lambda i: spec.pieces[i] if i is not None else None  # noqa: E731
-    return hf, piece(spec.bos_id), piece(spec.eos_id)
+    bos = spec.pieces[spec.bos_id] if spec.bos_id is not None else None
+    eos = spec.pieces[spec.eos_id] if spec.eos_id is not None else None
+    return hf, bos, eos
 
 
 def _register_config_tokens(hf: HFTokenizer, added: Mapping[str, Any]) -> None:
@@ -321,6 +339,16 @@ def _eos_field(config: Mapping[str, Any]) -> list[int]:
     if value is None:
         return []
     return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+
+
+def _read_template(path: Path) -> str | None:
+    """Newer transformers save the template apart, in chat_template.jinja; it then wins."""
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"cannot read {path}: {exc}") from exc
 
 
 def _pick_template(value: Any) -> str | None:

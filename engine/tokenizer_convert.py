@@ -37,7 +37,6 @@ SPIECE_SPACE = "\u2581"  # "▁": how SentencePiece writes a space inside pieces
 # them out of its trie). Far below any real log-probability, but finite so Viterbi sums work.
 _UNREACHABLE_SCORE = -1e6
 
-_GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -46,11 +45,12 @@ _LLAMA3_PATTERN = (
 # Qwen2/Qwen2.5(-Coder) tokenizer.json and llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2.
 _QWEN2_PATTERN = _LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
 
-# tokenizer.ggml.pre -> split regex (None: GPT-2's regex, built into ByteLevel).
+# tokenizer.ggml.pre -> split regex. None: GPT-2's regex, which ByteLevel(use_regex=True)
+# has built in ('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+).
 _PRE_PATTERNS: dict[str, str | None] = {
     "default": None, "gpt2": None, "gpt-2": None,
-    "llama3": _LLAMA3_PATTERN, "llama-v3": _LLAMA3_PATTERN, "llama-bpe": _LLAMA3_PATTERN,
-    "qwen2": _QWEN2_PATTERN, "deepseek-r1-qwen": _QWEN2_PATTERN,
+    **dict.fromkeys(["llama3", "llama-v3", "llama-bpe", "falcon3", "smaug-bpe", "dbrx"], _LLAMA3_PATTERN),
+    **dict.fromkeys(["qwen2", "deepseek-r1-qwen"], _QWEN2_PATTERN),
 }
 # These split every digit off first and then apply GPT-2's regex.
 _DIGIT_SPLIT_PRE = {"smollm", "starcoder", "refact"}
@@ -101,14 +101,13 @@ def read_sentencepiece_model(path: Path, *, add_bos: bool = True) -> SentencePie
     if trainer.treat_whitespace_as_suffix:
         raise TokenizerError(f"{path}: treat_whitespace_as_suffix SentencePiece models are not supported")
     types = [p.type for p in proto.pieces]
-    in_vocab = lambda i: i if 0 <= i < len(types) else None  # noqa: E731  (-1 means "none")
-    bos_id = in_vocab(trainer.bos_id)
+    bos_id = _piece_id(trainer.bos_id, len(types))
     return SentencePieceSpec(
         pieces=[p.piece for p in proto.pieces],
         scores=[p.score for p in proto.pieces],
         types=types,
         algorithm=algorithm,
-        unk_id=in_vocab(trainer.unk_id),
+        unk_id=_piece_id(trainer.unk_id, len(types)),
         byte_fallback=trainer.byte_fallback,
         add_dummy_prefix=norm.add_dummy_prefix,
         remove_extra_whitespaces=norm.remove_extra_whitespaces,
@@ -116,8 +115,12 @@ def read_sentencepiece_model(path: Path, *, add_bos: bool = True) -> SentencePie
         precompiled_charsmap=bytes(norm.precompiled_charsmap),
         add_bos=add_bos and bos_id is not None,
         bos_id=bos_id,
-        eos_id=in_vocab(trainer.eos_id),
+        eos_id=_piece_id(trainer.eos_id, len(types)),
     )
+
+
+def _piece_id(value: int, size: int) -> int | None:
+    return value if 0 <= value < size else None  # the trainer writes -1 for "none"
 
 
 def build_sentencepiece(spec: SentencePieceSpec) -> HFTokenizer:

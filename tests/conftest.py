@@ -15,3 +15,11 @@ def golden_dir() -> Path:
     if not (GOLDEN_DIR / "model.safetensors").is_file():
         pytest.fail(f"golden data missing at {GOLDEN_DIR}: the checkout needs ../shared beside it")
     return GOLDEN_DIR
+
+
+@pytest.fixture(scope="session")
+def default_engine():
+    """The embedded default model (SmolLM2-135M GGUF), loaded once per test run."""
+    from loopcoder.engine import load_model
+
+    return load_model()

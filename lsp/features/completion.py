@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from loopcoder.engine.engine import Engine, GenerationResult
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import SamplingParams
+from loopcoder.engine.token_healing import split_last_token
 
 
 @dataclass(frozen=True)
@@ -63,19 +64,44 @@ def complete(engine: Engine, key: str, text: str, offset: int, options: Completi
         raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
     prefix, suffix = text[:offset], text[offset:]
     ids = build_prompt(engine, prefix, suffix, options)
+    healed_text = ""
+    if engine.tokenizer.fim_format is None:  # with FIM the prompt ends in <fim_middle>, nothing to heal
+        ids, healed_text = split_last_token(engine.tokenizer, ids)
     stop = ("\n\n\n", "\n\n") if options.multiline else ("\n",)
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
-    result = engine.generate_for(key, ids, params)
-    return Completion(postprocess(result.text, suffix), len(ids), result)
+    indent = _indent_of(prefix.rsplit("\n", 1)[-1])
+    result = engine.generate_for(key, ids, params, healed_text=healed_text,
+                                 stop_when=lambda so_far: _dedents(so_far, indent, prefix))
+    return Completion(postprocess(result.text, prefix, suffix), len(ids), result)
 
 
-def postprocess(generated: str, suffix: str) -> str:
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _dedents(generated: str, indent: int, prefix: str) -> bool:
+    """True once a later line starts left of the cursor line's indentation: the block is over."""
+    lines = (prefix.rsplit("\n", 1)[-1] + generated).split("\n")
+    return any(line.strip() and _indent_of(line) < indent for line in lines[1:-1])
+
+
+def postprocess(generated: str, prefix: str, suffix: str) -> str:
     """Trim what the model produced into what an editor should insert."""
-    text = "\n".join(line.rstrip() for line in generated.split("\n")).rstrip()
+    cursor_line = prefix.rsplit("\n", 1)[-1]
+    indent = _indent_of(cursor_line)
+    if not cursor_line.strip() and generated.startswith("\n"):
+        # The model finished the blank cursor line and went on below: write that line
+        # at the cursor instead, minus the indentation the cursor line already has.
+        generated = generated.lstrip("\n")
+        generated = generated[min(indent, _indent_of(generated)) :]
+    kept: list[str] = []
+    for i, line in enumerate(generated.split("\n")):
+        if i > 0 and line.strip() and _indent_of(line) < indent:
+            break  # the block ended: what follows belongs to the next definition
+        kept.append(line.rstrip())
+    text = "\n".join(kept).rstrip()
     # Drop an ending that merely repeats what already follows the cursor.
-    rest = suffix.lstrip()
-    if rest:
-        first_line = rest.split("\n", 1)[0].strip()
-        if first_line and text.endswith(first_line):
-            text = text[: -len(first_line)].rstrip()
+    first_line = suffix.lstrip().split("\n", 1)[0].strip()
+    if first_line and text.endswith(first_line):
+        text = text[: -len(first_line)].rstrip()
     return text if text.strip() else ""

@@ -1,0 +1,46 @@
+"""Completion prompt, stop rules and post-processing; end to end on the real default model."""
+
+import pytest
+
+from loopcoder.engine.errors import InvalidRequestError
+from loopcoder.lsp.features.completion import CompletionOptions, complete, offset_of, postprocess
+
+
+def test_offset_of_is_one_based_and_checked():
+    text = "ab\ncde\n"
+    assert offset_of(text, 1, 1) == 0 and offset_of(text, 2, 3) == 5 and offset_of(text, 3, 1) == 7
+    with pytest.raises(InvalidRequestError, match="line 4 is outside"):
+        offset_of(text, 4, 1)
+    with pytest.raises(InvalidRequestError, match="column 5 is outside line 2"):
+        offset_of(text, 2, 5)
+
+
+def test_postprocess_trims_and_cuts_at_dedent():
+    prefix = "def f(x):\n    y = 1\n    "
+    out = postprocess("return x + y   \n\ndef g():\n    pass", prefix, "")
+    assert out == "return x + y"
+
+
+def test_postprocess_drops_repeat_of_suffix():
+    assert postprocess("x = compute(a, b))", "    ", "b))\nprint(x)\n") == "x = compute(a,"
+    assert postprocess("   \n  ", "", "") == ""
+
+
+def test_postprocess_blank_cursor_line_continues_below():
+    prefix = "def f():\n    \"\"\"Doc.\"\"\"\n    "
+    assert postprocess("\n    return 1\n    ", prefix, "") == "return 1"
+
+
+def test_bad_offset(default_engine):
+    with pytest.raises(InvalidRequestError, match="offset 99 is outside"):
+        complete(default_engine, "k", "abc", 99)
+
+
+@pytest.mark.slow
+def test_real_completion_of_a_function_body(default_engine):
+    text = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n    return '
+    result = complete(default_engine, "file:///add.py", text, len(text), CompletionOptions(max_new_tokens=12))
+    assert result.text.strip().startswith("a + b"), result.text
+    # Typing one more character reuses the warm prefix.
+    again = complete(default_engine, "file:///add.py", text + "a", len(text) + 1, CompletionOptions(max_new_tokens=4))
+    assert again.result.usage.cached_tokens >= again.prompt_tokens - 3

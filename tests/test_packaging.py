@@ -1,0 +1,47 @@
+"""Import names live under `loopcoder.*`, from the editable install and from a wheel."""
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_editable_install_maps_top_level_folders():
+    import loopcoder.engine
+    import loopcoder.kernels
+    import loopcoder.lsp
+
+    assert Path(loopcoder.engine.__file__).parent == ROOT / "engine"
+    assert Path(loopcoder.kernels.__file__).parent == ROOT / "kernels"
+    assert Path(loopcoder.lsp.__file__).parent == ROOT / "lsp"
+
+
+@pytest.mark.slow
+def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("loopcoder-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "loopcoder/engine/engine.py" in names and "loopcoder/kernels/attention.py" in names
+    assert "loopcoder/engine/models/loopcoder.py" in names and "loopcoder/lsp/cli.py" in names
+    assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    # -S: no site processing, so the editable install's path hook is not active; the
+    # venv's site-packages is added by hand for torch and friends.
+    site_packages = sysconfig.get_paths()["purelib"]
+    code = (
+        f"import sys; sys.path[:0] = [{str(target)!r}, {site_packages!r}]; "
+        "import loopcoder.engine, loopcoder.lsp.cli; from loopcoder.engine import load_model; "
+        "print(loopcoder.engine.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip().startswith(str(target))
