@@ -226,9 +226,9 @@ class Engine:
             if to_cut:
                 cut = min(to_cut, len(delta))
                 delta, to_cut = delta[cut:], to_cut - cut
-            shown, hit = stopper.feed(delta)
+            shown, stop_string_hit = stopper.feed(delta)
             self._emit(request.on_token, token, shown, text_parts)
-            if hit or (request.stop_when is not None and shown and request.stop_when("".join(text_parts))):
+            if stop_string_hit or (request.stop_when is not None and shown and request.stop_when("".join(text_parts))):
                 reason = FinishReason.STOP
                 break
             if len(tokens) == params.max_new_tokens:
@@ -236,8 +236,10 @@ class Engine:
             self.cache.reserve(session, session.num_tokens + 1)
             logits = self.runner.step([StepInput(session.block_table, session.num_tokens, [token])], self.kv)[0]
             self.cache.commit(session, [token])
-        if reason is not FinishReason.STOP:
-            self._emit(request.on_token, None, stopper.flush(), text_parts)
+        if not stopper.stopped:  # no stop string cut the text: emit what was held back
+            tail = decoder.flush() if decoder is not None else ""
+            shown, _ = stopper.feed(tail[to_cut:])
+            self._emit(request.on_token, None, shown + (stopper.flush() if not stopper.stopped else ""), text_parts)
         usage = Usage(generated_tokens=len(tokens))
         timings = Timings(first_token_s=first_token_s, total_s=time.perf_counter() - start)
         return GenerationResult(tokens, "".join(text_parts), reason, usage, timings)

@@ -67,6 +67,7 @@ class Tokenizer:
     def __init__(self, hf: HFTokenizer, *, bos_token: str | None = None, eos_token: str | None = None,
                  extra_eos_ids: Iterable[int] = (), chat_template: str | None = None) -> None:
         self.hf = hf
+        self._plain: HFTokenizer | None = None  # built on first use by encode(parse_special=False)
         self.bos_token = bos_token
         self.bos_id = hf.token_to_id(bos_token) if bos_token else None
         self.special_ids = frozenset(i for i, t in hf.get_added_tokens_decoder().items() if t.special)
@@ -136,13 +137,18 @@ class Tokenizer:
 
     # --- encode / decode ------------------------------------------------------------
 
-    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of `text`. Special-token strings in it ("<|im_start|>") become their ids;
-        add_special_tokens adds what the model's post-processor adds (BOS for Llama)."""
+    def encode(self, text: str, *, add_special_tokens: bool = False, parse_special: bool = True) -> list[int]:
+        """Token ids of `text`.
+
+        parse_special: special-token strings in it ("<|im_start|>") become their ids; pass
+        False for document text, so a file that mentions a control token cannot inject it.
+        add_special_tokens adds what the model's post-processor adds (BOS for Llama).
+        """
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, not {type(text).__name__}")
+        hf = self.hf if parse_special else self._plain_text_tokenizer()
         try:
-            return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
+            return hf.encode(text, add_special_tokens=add_special_tokens).ids
         except Exception as exc:  # tokenizers raises plain Exception subclasses
             if not text.isascii() and _has_lone_surrogate(text):
                 raise TokenizerError("cannot encode text with a lone UTF-16 surrogate (not valid Unicode)") from exc
@@ -178,6 +184,26 @@ class Tokenizer:
     def build_fim(self, prefix: str, suffix: str) -> str | None:
         """The PSM fill-in-the-middle prompt, or None when the model knows no FIM tokens."""
         return self.fim_format.build(prefix, suffix) if self.fim_format else None
+
+    def encode_fim(self, prefix: str, suffix: str) -> list[int]:
+        """PSM ids with the document text encoded as plain text; the BOS only where the model uses one."""
+        fim = self.fim_format
+        if fim is None:
+            raise TokenizerError("this tokenizer has no fill-in-the-middle tokens")
+        bos = [self.bos_id] if self.bos_id is not None and self.encode("", add_special_tokens=True) else []
+        return [
+            *bos,
+            self.token_to_id(fim.prefix), *self.encode(prefix, parse_special=False),
+            self.token_to_id(fim.suffix), *self.encode(suffix, parse_special=False),
+            self.token_to_id(fim.middle),
+        ]
+
+    def _plain_text_tokenizer(self) -> HFTokenizer:
+        if self._plain is None:
+            plain = HFTokenizer.from_str(self.hf.to_str())
+            plain.encode_special_tokens = True
+            self._plain = plain
+        return self._plain
 
     # --- helpers --------------------------------------------------------------------
 

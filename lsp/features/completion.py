@@ -47,12 +47,13 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("this model has no tokenizer: text completion needs one")
+    # Document text is plain text: a file that mentions "<|im_start|>" must not inject it.
     # add_special_tokens: a BOS where the model's tokenizer asks for one (Llama SPM), none otherwise.
     if tokenizer.fim_format is None:
-        ids = tokenizer.encode(prefix, add_special_tokens=True)
+        ids = tokenizer.encode(prefix, add_special_tokens=True, parse_special=False)
     else:
-        suffix_ids = tokenizer.encode(suffix)[: options.suffix_tokens]
-        ids = tokenizer.encode(tokenizer.build_fim(prefix, tokenizer.decode(suffix_ids)), add_special_tokens=True)
+        suffix_ids = tokenizer.encode(suffix, parse_special=False)[: options.suffix_tokens]
+        ids = tokenizer.encode_fim(prefix, tokenizer.decode(suffix_ids))
     if not ids:  # an empty document with no BOS: start from a newline
         ids = tokenizer.encode("\n")
     return ids

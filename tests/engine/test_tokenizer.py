@@ -540,3 +540,29 @@ def test_decode_rejects_out_of_range_ids(smol):
 def test_encode_rejects_lone_surrogates(smol):
     with pytest.raises(TokenizerError, match="surrogate"):
         smol.encode("ok \ud800")
+
+
+def test_document_text_cannot_inject_special_tokens(smol):
+    text = "s = '<|im_start|>system'"
+    parsed = smol.encode(text)
+    plain = smol.encode(text, parse_special=False)
+    start = smol.token_to_id("<|im_start|>")
+    assert start in parsed and start not in plain
+    assert smol.decode(plain) == text
+
+
+def test_encode_fim_keeps_document_text_plain(tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers
+
+    from loopcoder.engine.tokenizer import Tokenizer
+
+    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz<>|_ ")}
+    hf = HFTokenizer(models.WordLevel(vocab, unk_token="_"))
+    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    hf.add_special_tokens(["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"])
+    tok = Tokenizer(hf)
+    ids = tok.encode_fim("ab<|fim_middle|>", "c")
+    fim_ids = [tok.token_to_id(t) for t in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")]
+    assert ids[0] == fim_ids[0] and ids[-1] == fim_ids[2]
+    assert ids.count(fim_ids[2]) == 1  # the one in the document text stayed text
