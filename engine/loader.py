@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,6 +19,7 @@ from .engine import Engine, EngineConfig
 from .errors import ModelLoadError
 from .models import build_model
 from .models.llama import LlamaForCausalLM
+from .quantization import quantize_model
 from .tokenizer import Tokenizer
 from .weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata
 from .weights.safetensors_dir import count_safetensors, iter_safetensors, safetensors_files
@@ -43,28 +45,62 @@ def default_model_path() -> Path:
     return path
 
 
+@dataclass
+class _Source:
+    config: ModelConfig
+    tokenizer: Tokenizer | None
+    weights: Iterator[tuple[str, torch.Tensor]]
+    count: int
+    low_bit: bool = False  # weights stored in 4-5 bit GGUF types
+
+
 def load_model(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
     *,
     kv_budget_bytes: int | None = None,
     block_size: int = 16,
     progress: bool = False,
+    quant: str = "none",
 ) -> Engine:
-    """Load a model for the engine. `path=None` loads the embedded default model."""
+    """Load a model for the engine. `path=None` loads the embedded default model.
+
+    quant: "none", "int8" or "int4" weight-only quantization of the linear layers (see
+    engine/quantization.py), or "auto": int4 with bfloat16 activations for a 4-5 bit GGUF
+    on a CPU with bfloat16 instructions, where it is 2-3x faster at no real loss (the
+    file's own grid is recovered), and no quantization otherwise. dtype=None picks
+    bfloat16 for quantized models and on GPUs, float32 otherwise.
+    """
     path = default_model_path() if path is None else Path(path)
     if path.is_dir():
-        config, tokenizer, weights, count = _open_hf_dir(path)
+        source = _open_hf_dir(path)
     elif path.is_file():
-        config, tokenizer, weights, count = _open_gguf(path)
+        source = _open_gguf(path)
     else:
         raise ModelLoadError(f"model path {path} does not exist (expected a directory with config.json or a .gguf file)")
-    model = materialize(config, dtype, device, _progress(weights, count, f"loading {path.name}", progress))
+    quant, dtype = resolve_precision(quant, dtype, torch.device(device), source.low_bit)
+    model = materialize(source.config, dtype, device, _progress(source.weights, source.count, f"loading {path.name}", progress))
+    quantize_model(model, quant, dtype)
     engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size)
     if kv_budget_bytes is not None:
-        engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size, kv_budget_bytes=kv_budget_bytes)
-    return Engine(model, tokenizer, engine_config)
+        engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
+    return Engine(model, source.tokenizer, engine_config)
+
+
+def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.device, low_bit_source: bool) -> tuple[str, torch.dtype]:
+    if quant == "auto":
+        quant = "int4" if device.type == "cpu" and low_bit_source and _cpu_has_bf16() else "none"
+    if dtype is None:
+        dtype = torch.bfloat16 if quant != "none" or device.type != "cpu" else torch.float32
+    return quant, dtype
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return "bf16" in Path("/proc/cpuinfo").read_text() or "AMX" in torch.backends.cpu.get_cpu_capability()
+    except OSError:
+        return False
 
 
 def materialize(
@@ -94,7 +130,7 @@ def random_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device
     return materialize(config, dtype, device, None, seed)
 
 
-def _open_hf_dir(path: Path):
+def _open_hf_dir(path: Path) -> _Source:
     config = ModelConfig.from_json_file(path / "config.json")
     files = safetensors_files(path)
     tokenizer = None
@@ -102,15 +138,19 @@ def _open_hf_dir(path: Path):
         tokenizer = Tokenizer.from_pretrained_dir(path)
     else:
         log.warning("%s has no tokenizer.json or tokenizer.model: token ids only", path)
-    return config, tokenizer, iter_safetensors(files), count_safetensors(files)
+    return _Source(config, tokenizer, iter_safetensors(files), count_safetensors(files))
 
 
-def _open_gguf(path: Path):
+_LOW_BIT_GGUF = ("Q4", "Q5", "IQ4")
+
+
+def _open_gguf(path: Path) -> _Source:
     reader = open_gguf(path)
     meta = read_gguf_metadata(reader)
     config = config_from_gguf(meta, reader.tensors)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
-    return config, tokenizer, iter_gguf_tensors(reader, config), len(reader.tensors)
+    low_bit = sum(t.tensor_type.name.startswith(_LOW_BIT_GGUF) for t in reader.tensors) > len(reader.tensors) // 2
+    return _Source(config, tokenizer, iter_gguf_tensors(reader, config), len(reader.tensors), low_bit)
 
 
 def _progress(items: Iterator, total: int, desc: str, enabled: bool) -> Iterator:

@@ -32,17 +32,39 @@ def _mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch
     return allowed
 
 
+def _decode_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """One query row over every key, as two plain matrix products on the cache's own layout.
+
+    q: (Hq, D), k/v: (n_k, Hkv, D) contiguous -> (Hq, D). The query heads go into a block
+    diagonal (Hq, Hkv*D) matrix, so the scores of all heads are one (Hq, Hkv*D) @ (Hkv*D, n_k)
+    product that reads K once in its stored order; batched per-head products and the
+    fused CPU kernel both stall on a single query row.
+    """
+    num_heads, head_dim = q.shape
+    n_k, num_kv_heads = k.shape[:2]
+    n_rep = num_heads // num_kv_heads
+    q_diag = torch.block_diag(*q.view(num_kv_heads, n_rep, head_dim))  # (Hq, Hkv*D)
+    scores = (q_diag @ k.reshape(n_k, num_kv_heads * head_dim).T).float() * scale  # (Hq, n_k)
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    out = probs @ v.reshape(n_k, num_kv_heads * head_dim)  # (Hq, Hkv*D): head h's answer in block h
+    out = out.view(num_kv_heads, n_rep, num_kv_heads, head_dim)
+    return torch.diagonal(out, dim1=0, dim2=2).permute(2, 0, 1).reshape(num_heads, head_dim)
+
+
 def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
     """q: (n_q, Hq, D), k/v: (n_k, Hkv, D), mask: (n_q, n_k) or None -> (n_q, Hq, D)."""
     n_q, num_heads, head_dim = q.shape
     num_kv_heads = k.shape[1]
+    if n_q == 1 and mask is None and k.is_contiguous() and v.is_contiguous():
+        return _decode_one(q[0], k, v, scale)[None]
     n_rep = num_heads // num_kv_heads
     # Fold the query heads of each KV head into the length axis: (Hkv, n_rep * n_q, D).
     qg = q.view(n_q, num_kv_heads, n_rep, head_dim).permute(1, 2, 0, 3).reshape(num_kv_heads, n_rep * n_q, head_dim)
     kt, vt = k.transpose(0, 1), v.transpose(0, 1)  # (Hkv, n_k, D)
     if mask is not None:
         mask = mask.repeat(n_rep, 1)  # (n_rep * n_q, n_k), rows ordered (rep, query)
-    out = F.scaled_dot_product_attention(qg, kt, vt, attn_mask=mask, scale=scale)  # (Hkv, n_rep*n_q, D)
+    # 4-D inputs let torch take its fused CPU flash kernel (3-D falls back to bmm + softmax).
+    out = F.scaled_dot_product_attention(qg[None], kt[None], vt[None], attn_mask=mask, scale=scale)[0]
     return out.view(num_kv_heads, n_rep, n_q, head_dim).permute(2, 0, 1, 3).reshape(n_q, num_heads, head_dim)
 
 

@@ -13,13 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTS = ("auto", "none", "int8", "int4")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="Hugging Face model directory or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="weight and KV dtype (default: float32)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="activation and KV dtype (default auto: bfloat16 when quantized or on a GPU, else float32)")
+    p.add_argument("--quant", default="auto", choices=QUANTS,
+                   help="weight-only quantization (default auto: int4 for a 4-5 bit GGUF on a bf16-capable CPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 
@@ -79,25 +83,34 @@ def _load(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    engine = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype), progress=sys.stderr.isatty())
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    engine = load_model(args.model, device=args.device, dtype=dtype, quant=args.quant, progress=sys.stderr.isatty())
     logging.getLogger("loopcoder").info("model loaded in %.2f s", time.perf_counter() - started)
     return engine
 
 
+def _quant_kinds(model) -> set[str]:
+    from loopcoder.engine.quantization import QuantLinear
+
+    return {type(m.weight_q).__name__.removesuffix("Weight").lower() for m in model.modules() if isinstance(m, QuantLinear)}
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    from loopcoder.engine.quantization import weight_bytes
+
     engine = _load(args)
     cfg = engine.model_config
     dtype_bytes = engine.kv.k.element_size()
-    params = sum(p.numel() for p in engine.model.parameters())
     rows = [
         ("model", args.model or "embedded default (SmolLM2-135M-Instruct Q4_1 GGUF)"),
         ("architecture", f"{cfg.model_type} {list(cfg.architectures) or ''}".strip()),
         ("layers", f"{cfg.num_hidden_layers}" + (f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else "")),
         ("hidden / heads / kv heads / head_dim", f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
         ("vocab", str(cfg.vocab_size)),
-        ("parameters", f"{params:,}"),
-        ("dtype", args.dtype),
-        ("weight bytes", _human(sum(p.numel() * p.element_size() for p in engine.model.parameters()))),
+        ("parameters", f"{cfg.num_parameters():,}"),
+        ("dtype", str(engine.config.dtype).removeprefix("torch.")),
+        ("quantization", ", ".join(sorted(_quant_kinds(engine.model))) or "none"),
+        ("weight bytes", _human(weight_bytes(engine.model))),
         ("KV bytes per token", f"{cfg.kv_bytes_per_token(dtype_bytes):,}"),
         ("KV cache", f"{_human(engine.kv.nbytes)} = {engine.pool.num_blocks} blocks x {engine.cache_config.block_size} tokens"),
         ("FIM", _fim_name(engine)),
