@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print the model's architecture, size and KV bytes per token")
     _add_model_args(info)
+    info.add_argument("--config", type=Path, help="describe a config.json alone (no weights are read or allocated)")
 
     gen = sub.add_parser("generate", help="generate text from a prompt, streamed to stdout")
     _add_model_args(gen)
@@ -95,9 +96,36 @@ def _quant_kinds(model) -> set[str]:
     return {type(m.weight_q).__name__.removesuffix("Weight").lower() for m in model.modules() if isinstance(m, QuantLinear)}
 
 
+def _info_from_config(path: Path) -> int:
+    from loopcoder.engine.config import ModelConfig
+
+    cfg = ModelConfig.from_json_file(path)
+    params = cfg.num_parameters()
+    rows = [
+        ("config", str(path)),
+        ("architecture", cfg.model_type),
+        ("layers", f"{cfg.num_hidden_layers}" + (f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else "")),
+        ("hidden / heads / kv heads / head_dim", f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
+        ("parameters", f"{params:,}"),
+        ("bf16 weight bytes", _human(2 * params)),
+        ("bf16 bytes streamed per decoded token", _human(2 * params * cfg.loop_num)),
+        ("bf16 KV bytes per token", f"{cfg.kv_bytes_per_token(2):,}"),
+    ]
+    _print_rows(rows)
+    return 0
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from loopcoder.engine.quantization import weight_bytes
 
+    if args.config is not None:
+        return _info_from_config(args.config)
     engine = _load(args)
     cfg = engine.model_config
     dtype_bytes = engine.kv.k.element_size()
@@ -115,9 +143,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("KV cache", f"{_human(engine.kv.nbytes)} = {engine.pool.num_blocks} blocks x {engine.cache_config.block_size} tokens"),
         ("FIM", _fim_name(engine)),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_rows(rows)
     return 0
 
 
