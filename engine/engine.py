@@ -159,12 +159,7 @@ class Engine:
         first generated token must start with it, and it is cut from the output.
         `stop_when(text)`: called with the text so far after each token; True stops.
         """
-        ids = self._check_prompt(token_ids)
-        if len(ids) + params.max_new_tokens > self.model_config.max_position_embeddings:
-            raise InvalidRequestError(
-                f"prompt of {len(ids)} tokens plus max_new_tokens={params.max_new_tokens} exceeds the "
-                f"model's {self.model_config.max_position_embeddings} positions"
-            )
+        ids = self._check_prompt(token_ids, params.max_new_tokens)
         cancelled = cancelled or (lambda: False)
         with self._lock:
             start = time.perf_counter()
@@ -258,7 +253,7 @@ class Engine:
         if on_token is not None and (text or token is not None):
             on_token(-1 if token is None else token, text)
 
-    def _check_prompt(self, token_ids) -> list[int]:
+    def _check_prompt(self, token_ids, max_new_tokens: int = 0) -> list[int]:
         if isinstance(token_ids, torch.Tensor):
             token_ids = token_ids.flatten().tolist()
         ids = list(token_ids)
@@ -268,6 +263,11 @@ class Engine:
         for i, t in enumerate(ids):
             if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab:
                 raise InvalidRequestError(f"token id {t!r} at index {i} is out of range [0, {vocab})")
+        if len(ids) + max_new_tokens > self.model_config.max_position_embeddings:
+            raise InvalidRequestError(
+                f"prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} exceeds the "
+                f"model's {self.model_config.max_position_embeddings} positions"
+            )
         return ids
 
     # -- introspection ----------------------------------------------------------------

@@ -125,3 +125,10 @@ def test_prompt_longer_than_model_positions():
     engine = tiny_engine("llama", max_position_embeddings=32)
     with pytest.raises(InvalidRequestError, match="exceeds the model's 32 positions"):
         engine.generate(list(range(1, 30)), max_new_tokens=8)
+
+
+def test_prefill_longer_than_model_positions():
+    engine = tiny_engine("llama", max_position_embeddings=32)
+    with pytest.raises(InvalidRequestError, match="plus max_new_tokens=0 exceeds the model's 32 positions"):
+        engine.prefill("d", list(range(1, 40)))
+    assert engine.sessions == {} or engine.sessions["d"].num_tokens == 0
