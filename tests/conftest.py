@@ -7,7 +7,10 @@ import torch
 # Keep CPU test runs reproducible and bounded on a 2-core machine.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "loopcoder-tiny"
+# ../shared beside the checkout; LOOPCODER_GOLDEN_DIR points elsewhere (e.g. on the GPU machine).
+GOLDEN_DIR = Path(
+    os.environ.get("LOOPCODER_GOLDEN_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "loopcoder-tiny"
+)
 
 
 @pytest.fixture(scope="session")
