@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 INT4_GROUP = 32
+INT4_PACKED_MAX_ROWS = 256
 
 
 @dataclass
@@ -97,7 +98,11 @@ def _fast_path_ok(x: torch.Tensor, weight: Int8Weight | Int4Weight) -> bool:
     if x.device.type != "cpu" or x.dtype != torch.bfloat16:
         return False  # the packed kernels are fast for bf16 activations only (fp32: 30x slower)
     if isinstance(weight, Int4Weight):
-        return weight.packed is not None and hasattr(torch, "_weight_int4pack_mm_for_cpu")
+        # The packed int4 kernel is a GEMV at heart: from a few hundred rows (prefill
+        # chunks) dequantizing once and running a bf16 GEMM is faster (notes: 5.4 vs 3.6 ms
+        # at 512 rows, 576 -> 1536).
+        rows = x.numel() // x.shape[-1]
+        return rows < INT4_PACKED_MAX_ROWS and weight.packed is not None and hasattr(torch, "_weight_int4pack_mm_for_cpu")
     return hasattr(torch, "_weight_int8pack_mm")
 
 

@@ -11,11 +11,12 @@ TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 3e-2}
 @pytest.mark.parametrize("shape", [(48, 64), (576, 576), (7, 96)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("kind", ["int8", "int4"])
-def test_fast_path_matches_reference(shape, dtype, kind):
+@pytest.mark.parametrize("rows", [3, 300])  # decode-sized and prefill-chunk-sized inputs
+def test_fast_path_matches_reference(shape, dtype, kind, rows):
     torch.manual_seed(0)
     w = torch.randn(*shape) * 0.05
     weight = quantize_int8(w, dtype) if kind == "int8" else quantize_int4(w, dtype)
-    x = torch.randn(3, shape[1], dtype=dtype)
+    x = torch.randn(rows, shape[1], dtype=dtype)
     bias = torch.randn(shape[0], dtype=dtype)
     out, ref = quant_linear(x, weight, bias), quant_linear_ref(x, weight, bias)
     tol = TOLERANCE[dtype] * ref.abs().max().item()
