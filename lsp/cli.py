@@ -1,4 +1,4 @@
-"""`loopcoder` command line: info, generate, complete.
+"""`loopcoder` command line: info, generate, complete, lsp.
 
 Errors from the engine (`LoopcoderError`) are printed as one clear line on stderr with
 exit status 2; anything else is a bug and keeps its traceback.
@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
     comp.add_argument("--single-line", action="store_true", help="stop at the end of the line")
     comp.add_argument("--show-prompt-tail", action="store_true", help="show the lines before the cursor too")
+
+    lsp = sub.add_parser("lsp", help="run the language server (stdio unless --tcp); options are defaults "
+                                     "that the client's initializationOptions override")
+    _add_model_args(lsp)
+    lsp.add_argument("--max-tokens", type=int, default=64, help="tokens to generate per suggestion (default: 64)")
+    lsp.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout")
+    lsp.add_argument("--no-prewarm", action="store_true", help="do not prefill documents on open and save")
     return parser
 
 
@@ -186,6 +194,28 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from loopcoder.engine.errors import InvalidRequestError
+    from loopcoder.lsp.features.settings import ServerSettings
+    from loopcoder.lsp.server import build_server
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = ServerSettings(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
+                              max_tokens=args.max_tokens, temperature=args.temperature, prewarm=not args.no_prewarm)
+    server = build_server(settings)
+    if args.tcp is None:
+        server.start_io()  # stdout is the protocol channel: logging goes to stderr only
+        return 0
+    host, _, port = args.tcp.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidRequestError(f"--tcp wants HOST:PORT, e.g. 127.0.0.1:2087, not {args.tcp!r}")
+    server.start_tcp(host, int(port))
+    return 0
+
+
 def _report(result) -> None:
     u, t = result.usage, result.timings
     print(
@@ -208,7 +238,7 @@ def _human(n: int) -> str:
     return str(n)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp}
 
 if __name__ == "__main__":
     sys.exit(main())

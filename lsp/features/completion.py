@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loopcoder.engine.engine import Engine, GenerationResult
+from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import SamplingParams
 from loopcoder.engine.token_healing import split_last_token
+
+
+SUFFIX_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,23 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
     if tokenizer.fim_format is None:
         ids = tokenizer.encode(prefix, add_special_tokens=True, parse_special=False)
     else:
-        suffix_ids = tokenizer.encode(suffix, parse_special=False)[: options.suffix_tokens]
+        # Cut by characters first so a huge file is not tokenized on every keystroke; no
+        # token is longer than SUFFIX_CHARS_PER_TOKEN characters in practice.
+        head = suffix[: options.suffix_tokens * SUFFIX_CHARS_PER_TOKEN]
+        suffix_ids = tokenizer.encode(head, parse_special=False)[: options.suffix_tokens]
         ids = tokenizer.encode_fim(prefix, tokenizer.decode(suffix_ids))
     if not ids:  # an empty document with no BOS: start from a newline
         ids = tokenizer.encode("\n")
     return ids
 
 
-def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions()) -> Completion:
-    """Complete document `key` (its full `text`) at character `offset`."""
+def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),
+             cancelled: CancelCheck | None = None) -> Completion:
+    """Complete document `key` (its full `text`) at character `offset`.
+
+    `cancelled()` is polled by the engine between chunks and tokens; True stops it early
+    (a newer request for the document, or the client's $/cancelRequest).
+    """
     if not 0 <= offset <= len(text):
         raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
     prefix, suffix = text[:offset], text[offset:]
@@ -71,7 +82,7 @@ def complete(engine: Engine, key: str, text: str, offset: int, options: Completi
     stop = ("\n\n\n", "\n\n") if options.multiline else ("\n",)
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
     indent = _indent_of(prefix.rsplit("\n", 1)[-1])
-    result = engine.generate_for(key, ids, params, healed_text=healed_text,
+    result = engine.generate_for(key, ids, params, cancelled=cancelled, healed_text=healed_text,
                                  stop_when=lambda so_far: _dedents(so_far, indent, prefix))
     return Completion(postprocess(result.text, prefix, suffix), len(ids), result)
 

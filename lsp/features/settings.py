@@ -1,0 +1,67 @@
+"""Server settings: command-line defaults, overridden by the client's initializationOptions (initialize).
+
+Editor-neutral. Keys are camelCase, as LSP clients write them; docs/editors.md lists
+them. Values are validated once, here, and a bad one is an `InvalidRequestError` that
+names the key, so `initialize` fails with a message the user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from loopcoder.engine.errors import InvalidRequestError
+
+QUANTS = ("auto", "none", "int8", "int4")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model: str | None = None  # None: the embedded default model
+    device: str = "cpu"
+    dtype: str = "auto"  # "auto": bfloat16 when quantized or on a GPU, else float32
+    quant: str = "auto"
+    max_tokens: int = 64
+    temperature: float = 0.0
+    prewarm: bool = True  # prefill a document's K/V on open and save
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise InvalidRequestError(f"maxTokens must be at least 1, not {self.max_tokens}")
+        if self.temperature < 0:
+            raise InvalidRequestError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
+        if self.quant not in QUANTS:
+            raise InvalidRequestError(f"quant must be one of {', '.join(QUANTS)}, not {self.quant!r}")
+        if self.dtype not in DTYPES:
+            raise InvalidRequestError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+    def updated(self, options: Any) -> "ServerSettings":
+        """These settings with a client's initializationOptions (a JSON object, or None) applied."""
+        if options is None:
+            return self
+        if not isinstance(options, dict):
+            raise InvalidRequestError(f"initializationOptions must be a JSON object, not {type(options).__name__}")
+        known = {_camel(f.name): f for f in fields(self)}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise InvalidRequestError(f"unknown initializationOptions key(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        changes = {known[key].name: _checked(key, value, known[key].type) for key, value in options.items()}
+        return replace(self, **changes)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _checked(key: str, value: Any, annotation: str) -> Any:
+    """`value` if its JSON type fits the field, else an error naming the key."""
+    if value is None and "None" in annotation:
+        return None
+    expected = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(annotation.split(" ")[0], (str,))
+    if isinstance(value, bool) and bool not in expected:
+        expected = ()  # JSON true is not a number
+    if not isinstance(value, expected):
+        raise InvalidRequestError(f"initializationOptions.{key} must be {annotation}, not {value!r}")
+    return float(value) if annotation == "float" else value
