@@ -19,12 +19,17 @@ from loopcoder.engine.token_healing import split_last_token
 
 
 SUFFIX_CHARS_PER_TOKEN = 16
+# A long prefix is cut at a line start near a multiple of this many characters, so the
+# prompt's start stays put while the user types and the warm K/V stays valid.
+PREFIX_CUT_QUANTUM = 4096
+PREFIX_CHARS_PER_TOKEN = 3  # code tokenizes at 3-4 characters a token
 
 
 @dataclass(frozen=True)
 class CompletionOptions:
     max_new_tokens: int = 64
     suffix_tokens: int = 256
+    prefix_tokens: int = 6144  # at most this much of the text before the cursor (and what the model fits)
     multiline: bool = True  # explicit triggers: a block; automatic ones: to the end of the line
     temperature: float = 0.0
 
@@ -50,10 +55,14 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("this model has no tokenizer: text completion needs one")
+    budget = min(options.prefix_tokens,
+                 engine.model_config.max_position_embeddings - options.max_new_tokens - options.suffix_tokens - 8)
+    prefix = bounded_prefix(prefix, budget * PREFIX_CHARS_PER_TOKEN)
     # Document text is plain text: a file that mentions "<|im_start|>" must not inject it.
     # add_special_tokens: a BOS where the model's tokenizer asks for one (Llama SPM), none otherwise.
     if tokenizer.fim_format is None:
         ids = tokenizer.encode(prefix, add_special_tokens=True, parse_special=False)
+        ids = _drop_front(ids, budget)  # text denser than the estimate
     else:
         # Cut by characters first so a huge file is not tokenized on every keystroke; no
         # token is longer than SUFFIX_CHARS_PER_TOKEN characters in practice.
@@ -63,6 +72,30 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
     if not ids:  # an empty document with no BOS: start from a newline
         ids = tokenizer.encode("\n")
     return ids
+
+
+def _drop_front(ids: list[int], budget: int) -> list[int]:
+    """Cut ids to at most `budget`, dropping from the front in steps of a quarter budget so
+    the start moves only every few hundred typed tokens, not on each keystroke."""
+    if len(ids) <= budget:
+        return ids
+    step = max(1, budget // 4)
+    drop = -(-(len(ids) - budget) // step) * step  # round up to a whole step
+    return ids[drop:]
+
+
+def bounded_prefix(prefix: str, max_chars: int) -> str:
+    """The end of `prefix`, at most `max_chars` long, starting at a stable line start.
+
+    The cut moves only when the cursor crosses a PREFIX_CUT_QUANTUM boundary, not on
+    every keystroke, so consecutive prompts share their start and their cached K/V.
+    """
+    if len(prefix) <= max_chars:
+        return prefix
+    excess = len(prefix) - max_chars
+    start = (excess // PREFIX_CUT_QUANTUM + 1) * PREFIX_CUT_QUANTUM  # round up: stay within max_chars
+    newline = prefix.find("\n", start)
+    return prefix[newline + 1 :] if newline != -1 else prefix[start:]
 
 
 def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),

@@ -44,3 +44,26 @@ def test_real_completion_of_a_function_body(default_engine):
     # Typing one more character reuses the warm prefix.
     again = complete(default_engine, "file:///add.py", text + "a", len(text) + 1, CompletionOptions(max_new_tokens=4))
     assert again.result.usage.cached_tokens >= again.prompt_tokens - 3
+
+
+def test_bounded_prefix_is_stable_while_typing():
+    from loopcoder.lsp.features.completion import PREFIX_CUT_QUANTUM, bounded_prefix
+
+    text = "".join(f"line {i} = {i * 7}\n" for i in range(20000))
+    cut = bounded_prefix(text, 10000)
+    assert len(cut) <= 10000 and text.endswith(cut) and (text[: -len(cut)].endswith("\n"))
+    starts = {len(text) + k - len(bounded_prefix(text + "x" * k, 10000)) for k in range(200)}
+    assert len(starts) == 1  # typing 200 characters never moved the prompt's start
+    assert bounded_prefix("short\n", 10000) == "short\n"
+    assert PREFIX_CUT_QUANTUM < 10000
+
+
+@pytest.mark.slow
+def test_huge_document_prompt_fits_the_model_and_stays_warm(default_engine):
+    text = "".join(f"value_{i} = compute({i})\n" for i in range(40000))  # ~1 MB, far past 8K tokens
+    options = CompletionOptions(max_new_tokens=4, prefix_tokens=1024)  # dense text: ~2 characters a token
+    first = complete(default_engine, "file:///huge.py", text, len(text), options)
+    assert first.prompt_tokens <= 1024
+    again = complete(default_engine, "file:///huge.py", text + "v", len(text) + 1, options)
+    assert again.result.usage.cached_tokens >= again.prompt_tokens - 4
+    default_engine.close("file:///huge.py")
