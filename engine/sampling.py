@@ -128,7 +128,9 @@ class Sampler:
         if p.top_k == 0 and p.top_p >= 1:
             return torch.softmax(scaled, dim=-1), torch.arange(scaled.numel())
         if p.top_k:
-            values, token_ids = torch.topk(scaled, min(p.top_k, scaled.numel()))
+            # Select on the raw logits: shifting by the max can round two of them together.
+            _, token_ids = torch.topk(logits, min(p.top_k, logits.numel()))
+            values = scaled[token_ids]
         else:
             values, token_ids = torch.sort(scaled, descending=True, stable=True)
         probs = torch.softmax(values, dim=-1)

@@ -312,3 +312,10 @@ def test_streamed_output_equals_text_truncated_at_first_stop(text, stops, cuts):
 def test_finish_reason_values():
     assert [r.value for r in FinishReason] == ["stop", "length", "cancelled"]
     assert FinishReason.LENGTH == "length"
+
+
+def test_top_k_selects_on_raw_logits_not_rounded_shifted_ones():
+    # 1.2e-7 - 3.0 rounds to -3.0 in float32, tying with 0.0 - 3.0 after the max shift.
+    logits = torch.tensor([0.0, 3.0, 1.1920928955078125e-07])
+    params = SamplingParams(temperature=1.0, top_k=2, seed=0)
+    assert set(draw(params, logits, 200)) <= {1, 2}
