@@ -164,16 +164,12 @@ class Engine:
         with self._lock:
             start = time.perf_counter()
             session = self.open(key)
-            usage = Usage(prompt_tokens=len(ids))
-            logits = self._sync(session, ids, usage, cancelled)
-            timings = Timings(prefill_s=time.perf_counter() - start)
-            if logits is None:
-                return GenerationResult([], "", FinishReason.CANCELLED, usage, timings)
-            request = _Request(params, on_token, cancelled, healed_text, stop_when, ids)
-            result = self._decode(session, logits, request, start)
-            result.usage.prompt_tokens, result.usage.cached_tokens = usage.prompt_tokens, usage.cached_tokens
-            result.usage.prefill_tokens = usage.prefill_tokens
-            result.timings.prefill_s = timings.prefill_s
+            result = GenerationResult([], "", FinishReason.CANCELLED, Usage(prompt_tokens=len(ids)))
+            logits = self._sync(session, ids, result.usage, cancelled)
+            result.timings.prefill_s = time.perf_counter() - start
+            if logits is not None:
+                request = _Request(params, on_token, cancelled, healed_text, stop_when, ids)
+                self._decode(session, logits, request, start, result)
             return result
 
     # -- internals ----------------------------------------------------------------------
@@ -193,7 +189,9 @@ class Engine:
             usage.prefill_tokens += len(chunk)
         return logits
 
-    def _decode(self, session: DocumentSession, logits: torch.Tensor, request: _Request, start: float) -> GenerationResult:
+    def _decode(self, session: DocumentSession, logits: torch.Tensor, request: _Request, start: float,
+                result: GenerationResult) -> None:
+        """Sample until a stop; fills `result`'s tokens, text, finish reason, usage and timings."""
         params = request.params
         sampler = Sampler(params)
         eos = self.tokenizer.eos_ids if self.tokenizer is not None else self.model_config.eos_token_ids
@@ -235,9 +233,9 @@ class Engine:
             tail = decoder.flush() if decoder is not None else ""
             shown, _ = stopper.feed(tail[to_cut:])
             self._emit(request.on_token, None, shown + (stopper.flush() if not stopper.stopped else ""), text_parts)
-        usage = Usage(generated_tokens=len(tokens))
-        timings = Timings(first_token_s=first_token_s, total_s=time.perf_counter() - start)
-        return GenerationResult(tokens, "".join(text_parts), reason, usage, timings)
+        result.token_ids, result.text, result.finish_reason = tokens, "".join(text_parts), reason
+        result.usage.generated_tokens = len(tokens)
+        result.timings.first_token_s, result.timings.total_s = first_token_s, time.perf_counter() - start
 
     def _token_texts(self) -> TokenTexts:
         if self._texts is None:

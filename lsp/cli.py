@@ -112,8 +112,7 @@ def _info_from_config(path: Path) -> int:
     rows = [
         ("config", str(path)),
         ("architecture", cfg.model_type),
-        ("layers", f"{cfg.num_hidden_layers}" + (f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else "")),
-        ("hidden / heads / kv heads / head_dim", f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
+        *_shape_rows(cfg),
         ("parameters", f"{params:,}"),
         ("bf16 weight bytes", _human(2 * params)),
         ("bf16 bytes streamed per decoded token", _human(2 * params * cfg.loop_num)),
@@ -121,6 +120,15 @@ def _info_from_config(path: Path) -> int:
     ]
     _print_rows(rows)
     return 0
+
+
+def _shape_rows(cfg) -> list[tuple[str, str]]:
+    loops = f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else ""
+    return [
+        ("layers", f"{cfg.num_hidden_layers}{loops}"),
+        ("hidden / heads / kv heads / head_dim",
+         f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
+    ]
 
 
 def _print_rows(rows: list[tuple[str, str]]) -> None:
@@ -140,8 +148,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows = [
         ("model", args.model or "embedded default (SmolLM2-135M-Instruct Q4_1 GGUF)"),
         ("architecture", f"{cfg.model_type} {list(cfg.architectures) or ''}".strip()),
-        ("layers", f"{cfg.num_hidden_layers}" + (f" x {cfg.loop_num} loops, window {cfg.loop_window_size}" if cfg.is_loop else "")),
-        ("hidden / heads / kv heads / head_dim", f"{cfg.hidden_size} / {cfg.num_attention_heads} / {cfg.num_key_value_heads} / {cfg.head_dim}"),
+        *_shape_rows(cfg),
         ("vocab", str(cfg.vocab_size)),
         ("parameters", f"{cfg.num_parameters():,}"),
         ("dtype", str(engine.config.dtype).removeprefix("torch.")),

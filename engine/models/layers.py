@@ -65,6 +65,8 @@ class RotaryEmbedding(nn.Module):
         self.head_dim, self.theta, self.scaling = head_dim, theta, scaling
         self._cos: torch.Tensor | None = None
         self._sin: torch.Tensor | None = None
+        # Every layer of a step rotates at the same positions: gather cos/sin once a step.
+        self._step: tuple[torch.Tensor, torch.dtype, torch.Tensor, torch.Tensor] | None = None
 
     def _table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cos is None or self._cos.shape[0] < length or self._cos.device != device:
@@ -78,9 +80,12 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q: (T, Hq, D), k: (T, Hkv, D), positions: (T,) -> rotated q, k."""
-        cos_table, sin_table = self._table(int(positions.max()) + 1, q.device)
-        cos = cos_table[positions].unsqueeze(1).to(q.dtype)  # (T, 1, D)
-        sin = sin_table[positions].unsqueeze(1).to(q.dtype)
+        if self._step is None or self._step[0] is not positions or self._step[1] != q.dtype:
+            cos_table, sin_table = self._table(int(positions.max()) + 1, q.device)
+            cos = cos_table[positions].unsqueeze(1).to(q.dtype)  # (T, 1, D)
+            sin = sin_table[positions].unsqueeze(1).to(q.dtype)
+            self._step = (positions, q.dtype, cos, sin)
+        cos, sin = self._step[2], self._step[3]
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 

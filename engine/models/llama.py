@@ -24,6 +24,9 @@ class LlamaModel(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        shared = self.layers[0].self_attn.rotary  # one RoPE table for the model, not one per layer
+        for layer in self.layers:
+            layer.self_attn.rotary = shared
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
