@@ -16,7 +16,11 @@ from .settings import ServerSettings
 def suggest(engine: Engine, key: str, text: str, offset: int, settings: ServerSettings, *,
             multiline: bool, cancelled: CancelCheck) -> str | None:
     """The text to insert at `offset` of document `key`, or None."""
-    options = CompletionOptions(max_new_tokens=settings.max_tokens, multiline=multiline, temperature=settings.temperature)
+    options = CompletionOptions(max_new_tokens=settings.max_tokens, suffix_tokens=settings.suffix_tokens,
+                                prefix_tokens=settings.context_tokens, multiline=multiline,
+                                temperature=settings.temperature)
+    if not settings.cache:
+        engine.close(key)  # caching off: this prompt is computed from scratch, like a stateless server would
     completion = complete(engine, key, text, offset, options, cancelled)
     # A cancelled generation stopped mid-thought: its partial text would mislead.
     if cancelled() or not completion.text:

@@ -13,6 +13,7 @@ from typing import Any
 from loopcoder.engine.errors import InvalidRequestError
 
 QUANTS = ("auto", "none", "int8", "int4")
+BACKENDS = ("local",)  # "remote" (an OpenAI-compatible server) arrives with the daemon
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -22,17 +23,28 @@ class ServerSettings:
     device: str = "cpu"
     dtype: str = "auto"  # "auto": bfloat16 when quantized or on a GPU, else float32
     quant: str = "auto"
-    max_tokens: int = 64
+    backend: str = "local"  # where the model runs: "local" is this process
+    max_tokens: int = 64  # most tokens an inline completion generates
+    suffix_tokens: int = 256  # most tokens of text after the cursor put into the prompt
+    context_tokens: int = 6144  # most tokens of text before the cursor put into the prompt
     temperature: float = 0.0
     prewarm: bool = True  # prefill a document's K/V on open and save
+    cache: bool = True  # keep each document's K/V warm between requests; false recomputes every prompt
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise InvalidRequestError(f"maxTokens must be at least 1, not {self.max_tokens}")
+        if self.suffix_tokens < 0:
+            raise InvalidRequestError(f"suffixTokens must be 0 or more, not {self.suffix_tokens}")
+        if self.context_tokens < 1:
+            raise InvalidRequestError(f"contextTokens must be at least 1, not {self.context_tokens}")
         if self.temperature < 0:
             raise InvalidRequestError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
         if self.quant not in QUANTS:
             raise InvalidRequestError(f"quant must be one of {', '.join(QUANTS)}, not {self.quant!r}")
+        if self.backend not in BACKENDS:
+            raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}"
+                                      " (the remote backend arrives with the daemon)")
         if self.dtype not in DTYPES:
             raise InvalidRequestError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 

@@ -11,6 +11,8 @@ def test_options_override_defaults():
     assert base.updated(None) is base
     got = base.updated({"maxTokens": 8, "temperature": 1, "model": None, "prewarm": False})
     assert (got.max_tokens, got.temperature, got.model, got.prewarm) == (8, 1.0, None, False)
+    got = base.updated({"suffixTokens": 0, "contextTokens": 512, "cache": False, "backend": "local"})
+    assert (got.suffix_tokens, got.context_tokens, got.cache, got.backend) == (0, 512, False, "local")
 
 
 @pytest.mark.parametrize("options, message", [
@@ -20,6 +22,10 @@ def test_options_override_defaults():
     ({"temperature": -1}, "temperature must be 0"),
     ({"quant": "int3"}, "quant must be one of"),
     ({"max_tokens": 8}, "unknown initializationOptions key"),
+    ({"backend": "remote"}, "backend must be one of local"),
+    ({"suffixTokens": -1}, "suffixTokens must be 0 or more"),
+    ({"contextTokens": 0}, "contextTokens must be at least 1"),
+    ({"cache": 1}, "initializationOptions.cache must be bool"),
     ([1], "must be a JSON object"),
 ])
 def test_bad_options_name_the_key(options, message):
