@@ -2,7 +2,9 @@
 
 `Engine.generate_for(key, prompt_ids, params)` is the warm path: the document's session
 keeps the K/V of its last prompt and generated tokens, a new prompt is cut back to the
-longest common token prefix, and only the rest is prefilled, in chunks.
+longest common token prefix, and only the rest is prefilled, in chunks. With
+`params.json_schema` every token is masked to the schema; `generate_json` returns the
+parsed value.
 
 Thread safety: every public method holds one lock, so front ends may call from any
 thread; batching across documents is the scheduler's job (daemon issue).
@@ -10,22 +12,27 @@ thread; batching across documents is the scheduler's job (daemon issue).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import torch
 
 from .config import ModelConfig
-from .errors import InvalidRequestError, TokenizerError
+from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
 from .model_runner import ModelRunner, StepInput
 from .models.llama import LlamaForCausalLM
 from .sampling import FinishReason, Sampler, SamplingParams, StopChecker
+from .sampling.grammar import GrammarConstraint, GrammarVocab
 from .sessions import DocumentSession, SessionCache
 from .token_healing import TokenTexts, restrict_to
 from .tokenizer import Tokenizer
+
+
+JSON_MAX_NEW_TOKENS = 512  # generate_json's budget when the caller gives no params
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class _Request:
     healed_text: str
     stop_when: StopPredicate | None
     prompt_ids: list[int]
+    constraint: GrammarConstraint | None
 
 
 class Engine:
@@ -92,6 +100,7 @@ class Engine:
         self._lock = threading.RLock()
         self._anonymous = 0
         self._texts: TokenTexts | None = None
+        self._grammar_vocab: GrammarVocab | None = None
 
     # -- the stable Python hook -----------------------------------------------------
 
@@ -121,12 +130,16 @@ class Engine:
                 session = self.sessions[key] = DocumentSession(key)
             return session
 
-    def close(self, key: str) -> None:
-        """Unpin a document: its blocks stay reusable by hash until evicted."""
+    def close(self, key: str, keep_cached: bool = True) -> None:
+        """Unpin a document: its blocks stay reusable by hash until evicted.
+
+        keep_cached=False forgets the K/V nothing else shares, so the document's next prompt
+        is computed from scratch (a stateless server; the benchmarks' baseline).
+        """
         with self._lock:
             session = self.sessions.pop(key, None)
             if session is not None:
-                self.cache.release(session)
+                self.cache.release(session, keep_cached)
 
     def prefill(self, key: str, token_ids: list[int], cancelled: CancelCheck | None = None) -> Usage:
         """Bring a document's session up to `token_ids` (pre-warming on open or save)."""
@@ -158,19 +171,44 @@ class Engine:
         `healed_text`: the text of a prompt token the caller dropped (token healing); the
         first generated token must start with it, and it is cut from the output.
         `stop_when(text)`: called with the text so far after each token; True stops.
+        `params.json_schema`: only tokens the schema allows are sampled, and generation
+        stops once the JSON value is complete.
         """
         ids = self._check_prompt(token_ids, params.max_new_tokens)
         cancelled = cancelled or (lambda: False)
         with self._lock:
             start = time.perf_counter()
+            constraint = self._json_constraint(params, healed_text)
             session = self.open(key)
             result = GenerationResult([], "", FinishReason.CANCELLED, Usage(prompt_tokens=len(ids)))
             logits = self._sync(session, ids, result.usage, cancelled)
             result.timings.prefill_s = time.perf_counter() - start
             if logits is not None:
-                request = _Request(params, on_token, cancelled, healed_text, stop_when, ids)
+                request = _Request(params, on_token, cancelled, healed_text, stop_when, ids, constraint)
                 self._decode(session, logits, request, start, result)
             return result
+
+    def generate_json(self, key: str, token_ids: list[int], schema: dict, params: SamplingParams | None = None,
+                      **kwargs: Any) -> tuple[Any, GenerationResult]:
+        """Generate a JSON value valid under `schema` (it replaces `params.json_schema`); returns it parsed.
+
+        `params` defaults to greedy with max_new_tokens=JSON_MAX_NEW_TOKENS; `kwargs` go to
+        `generate_for`. Raises IncompleteOutputError when the token budget, a stop string or
+        `stop_when` ended generation before the value was complete, CancelledError on cancel.
+        """
+        params = replace(params or SamplingParams(max_new_tokens=JSON_MAX_NEW_TOKENS), json_schema=schema)
+        result = self.generate_for(key, token_ids, params, **kwargs)
+        generated = f"after {len(result.token_ids)} generated tokens"
+        if result.finish_reason is FinishReason.CANCELLED:
+            raise CancelledError(f"JSON generation was cancelled {generated}")
+        if result.finish_reason is FinishReason.LENGTH:
+            raise IncompleteOutputError(f"JSON output incomplete: max_new_tokens={params.max_new_tokens} "
+                                        f"was reached {generated}; allow more tokens")
+        try:
+            return json.loads(result.text), result
+        except json.JSONDecodeError as exc:
+            raise IncompleteOutputError(f"JSON output incomplete: a stop string or stop_when ended generation "
+                                        f"{generated}") from exc
 
     # -- internals ----------------------------------------------------------------------
 
@@ -204,16 +242,20 @@ class Engine:
         text_parts: list[str] = []
         first_token_s = 0.0
         reason = FinishReason.LENGTH
+        constraint = request.constraint
         while True:
             if request.cancelled():
                 reason = FinishReason.CANCELLED
                 break
-            token = sampler.sample(logits)
+            token = sampler.sample(logits if constraint is None else constraint.mask(logits))
             if not first_token_s:
                 first_token_s = time.perf_counter() - start
-            if stopper.check_token(token):
+            # A schema decides the end itself: its end-of-sequence stops even with ignore_eos.
+            if stopper.check_token(token) or (constraint is not None and constraint.is_end(token)):
                 reason = FinishReason.STOP
                 break
+            if constraint is not None:
+                constraint.consume(token)
             tokens.append(token)
             delta = decoder.push(token) if decoder is not None else ""
             if to_cut:
@@ -221,7 +263,9 @@ class Engine:
                 delta, to_cut = delta[cut:], to_cut - cut
             shown, stop_string_hit = stopper.feed(delta)
             self._emit(request.on_token, token, shown, text_parts)
-            if stop_string_hit or (request.stop_when is not None and shown and request.stop_when("".join(text_parts))):
+            complete = constraint is not None and constraint.done  # the JSON value is complete
+            if (stop_string_hit or complete
+                    or (request.stop_when is not None and shown and request.stop_when("".join(text_parts)))):
                 reason = FinishReason.STOP
                 break
             if len(tokens) == params.max_new_tokens:
@@ -236,6 +280,19 @@ class Engine:
         result.token_ids, result.text, result.finish_reason = tokens, "".join(text_parts), reason
         result.usage.generated_tokens = len(tokens)
         result.timings.first_token_s, result.timings.total_s = first_token_s, time.perf_counter() - start
+
+    def _json_constraint(self, params: SamplingParams, healed_text: str) -> GrammarConstraint | None:
+        """The request's grammar matcher; raises on a bad combination before any model work."""
+        if params.json_schema is None:
+            return None
+        if healed_text:
+            raise InvalidRequestError("json_schema cannot be combined with token healing (healed_text): "
+                                      "the schema already fixes how the output starts")
+        if self._grammar_vocab is None:
+            if self.tokenizer is None:
+                raise TokenizerError("constrained decoding (json_schema) needs a tokenizer; this engine has none")
+            self._grammar_vocab = GrammarVocab(self.tokenizer, self.model_config.vocab_size)
+        return GrammarConstraint.for_json_schema(self._grammar_vocab, params.json_schema)
 
     def _token_texts(self) -> TokenTexts:
         if self._texts is None:

@@ -32,3 +32,11 @@ class KVCacheOutOfMemoryError(LoopcoderError):
 
 class CancelledError(LoopcoderError):
     """A request was cancelled, by the client or by a newer request for the same document."""
+
+
+class IncompleteOutputError(LoopcoderError):
+    """Generation ended (token budget, stop string) before the structured output was complete."""
+
+
+class ConstrainedDecodingError(LoopcoderError):
+    """The grammar of a constrained request failed mid-generation: it rejected a token, or allows none."""

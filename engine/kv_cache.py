@@ -178,12 +178,16 @@ class BlockPool:
             raise ValueError(f"block {block} is shared (ref {self.ref_counts[block]}); copy it before writing")
         self._drop_hash(block)
 
-    def release(self, blocks: list[int]) -> None:
+    def release(self, blocks: list[int], keep_hashes: bool = True) -> None:
+        """Drop one reference from each block; keep_hashes=False also makes the ones nobody
+        holds any more unfindable, so their content is never reused (caching off)."""
         for block in blocks:
             if self.ref_counts[block] <= 0:
                 raise ValueError(f"block {block} released more often than taken")
             self.ref_counts[block] -= 1
             if self.ref_counts[block] == 0:
+                if not keep_hashes:
+                    self._drop_hash(block)
                 if self.hashes[block] is None:
                     self._free[block] = None
                 else:

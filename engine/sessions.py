@@ -115,9 +115,9 @@ class SessionCache:
             self.pool.register(session.block_table[index], digest)
             session.block_hashes.append(digest)
 
-    def release(self, session: DocumentSession) -> None:
-        """Give every block back; hashed ones stay findable until evicted."""
-        self.pool.release(session.block_table)
+    def release(self, session: DocumentSession, keep_cached: bool = True) -> None:
+        """Give every block back; hashed ones stay findable until evicted, unless keep_cached=False."""
+        self.pool.release(session.block_table, keep_hashes=keep_cached)
         session.block_table.clear()
         session.block_hashes.clear()
         session.tokens.clear()

@@ -187,16 +187,16 @@ class Tokenizer:
 
     def encode_fim(self, prefix: str, suffix: str) -> list[int]:
         """PSM ids with the document text encoded as plain text; the BOS only where the model uses one."""
+        return self.fim_ids(self.encode(prefix, parse_special=False), self.encode(suffix, parse_special=False))
+
+    def fim_ids(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int]) -> list[int]:
+        """PSM ids around already encoded prefix and suffix text."""
         fim = self.fim_format
         if fim is None:
             raise TokenizerError("this tokenizer has no fill-in-the-middle tokens")
         bos = [self.bos_id] if self.bos_id is not None and self.encode("", add_special_tokens=True) else []
-        return [
-            *bos,
-            self.token_to_id(fim.prefix), *self.encode(prefix, parse_special=False),
-            self.token_to_id(fim.suffix), *self.encode(suffix, parse_special=False),
-            self.token_to_id(fim.middle),
-        ]
+        return [*bos, self.token_to_id(fim.prefix), *prefix_ids, self.token_to_id(fim.suffix), *suffix_ids,
+                self.token_to_id(fim.middle)]
 
     def _plain_text_tokenizer(self) -> HFTokenizer:
         if self._plain is None:

@@ -1,5 +1,6 @@
 """Import names live under `loopcoder.*`, from the editable install and from a wheel."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,6 +24,8 @@ def test_editable_install_maps_top_level_folders():
 
 @pytest.mark.slow
 def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
+    # setuptools reuses build/ between builds: a module that became a package would ship twice.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
         check=True,
@@ -31,6 +34,8 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "loopcoder/engine/engine.py" in names and "loopcoder/kernels/attention.py" in names
     assert "loopcoder/engine/models/loopcoder.py" in names and "loopcoder/lsp/cli.py" in names
+    assert "loopcoder/engine/sampling/grammar.py" in names and "loopcoder/engine/sampling.py" not in names
+    assert "loopcoder/lsp/features/actions.py" in names
     assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
 
     target = tmp_path / "site"

@@ -84,6 +84,19 @@ def test_closed_document_is_recovered_from_hashes():
     assert usage.cached_tokens == 40  # every full block but the one holding the last token
 
 
+def test_close_without_keeping_cached_recomputes_from_scratch():
+    engine = tiny_engine("iquestloopcoder", block_size=4)
+    doc = list(range(1, 42))
+    engine.prefill("a", doc)
+    engine.prefill("b", doc[:20])  # shares five blocks with "a"
+    engine.close("a", keep_cached=False)
+    assert engine.prefill("a", doc).cached_tokens == 16  # only the (hashed) blocks "b" still holds survive
+    engine.close("a", keep_cached=False)
+    engine.close("b", keep_cached=False)
+    assert engine.prefill("a", doc).cached_tokens == 0
+    assert engine.pool.num_cached == 0
+
+
 def test_allocate_after_keeps_pages_consecutive():
     pool = BlockPool(8)
     assert pool.allocate(3) == [0, 1, 2]

@@ -2,7 +2,8 @@
 
 A `Sampler` owns one request's random state, so a seeded request yields the same
 tokens whatever else shares its batch. A `StopChecker` decides when a request ends
-and keeps any part of a stop string from reaching the client.
+and keeps any part of a stop string from reaching the client. `grammar` holds
+constrained decoding (JSON schemas).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import torch
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
+from .grammar import json_schema_grammar
 
 MAX_NEW_TOKENS_CAP = 1 << 20
 MAX_STOP_STRINGS = 16
@@ -54,6 +56,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
+    # Every token is masked to the schema (see grammar.py). Left out of the hash: a dict has none.
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         # JSON front ends hand over lists, and a lone string is a common shorthand.
@@ -65,6 +69,8 @@ class SamplingParams:
             object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
         self._validate_numbers()
         self._validate_stops()
+        if self.json_schema is not None:
+            json_schema_grammar(self.json_schema)  # raises InvalidRequestError with llguidance's reason
 
     def _validate_numbers(self) -> None:
         n = self.max_new_tokens
