@@ -13,18 +13,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
+import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
-from loopcoder.lsp.features.documents import Change, DocumentStore, Position, Range
+from loopcoder.lsp.features import actions
+from loopcoder.lsp.features.actions import ActionOptions, Finding, Span
+from loopcoder.lsp.features.documents import Change, Document, DocumentStore, Position, Range, units_of
 from loopcoder.lsp.features.engine_loading import LazyEngine
-from loopcoder.lsp.features.inline_completion import suggest
+from loopcoder.lsp.features.inline_completion import TypedThrough, completion_options, suggest
+from loopcoder.lsp.features.notebooks import Cell, Notebooks
 from loopcoder.lsp.features.prewarm import prewarm
 from loopcoder.lsp.features.requests import RequestTracker, Ticket
 from loopcoder.lsp.features.settings import ServerSettings
@@ -41,16 +48,27 @@ def _version() -> str:
 
 class LoopcoderServer(LanguageServer):
     def __init__(self, settings: ServerSettings = ServerSettings()):
-        super().__init__("loopcoder", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("loopcoder", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         notebook_document_sync=NOTEBOOK_SYNC)
         self.settings = settings
         self.documents = DocumentStore()
         self.engine = LazyEngine()
         self.requests = RequestTracker()
+        self.typed_through = TypedThrough()
+        self.notebooks = Notebooks()
+        self.findings: dict[str, list[Finding]] = {}  # the last review's findings per document, kept in step with edits
+        self._scratch: tempfile.TemporaryDirectory | None = None
         # The engine serializes its own work behind a lock; a few threads let a newer
         # request queue up while a cancelled one winds down.
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loopcoder-engine")
 
-    def log_error(self, error: Exception) -> None:
+    def scratch_dir(self) -> Path:
+        """A folder for documents the server shows the user (explanations); removed with the server."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="loopcoder-")
+        return Path(self._scratch.name)
+
+    def log_error(self, error: Exception | str) -> None:
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Error, message=f"loopcoder: {error}"))
 
     async def in_worker(self, ticket: Ticket, work: Callable[[], Any]) -> Any:
@@ -61,15 +79,16 @@ class LoopcoderServer(LanguageServer):
             ticket.cancel()  # the thread cannot be interrupted: the engine polls the ticket instead
             raise
 
-    def start_prewarm(self, uri: str) -> None:
-        """Prefill `uri`'s K/V in the background; any later request for it cancels this."""
+    def start_prewarm(self, uri: str, text: str | None = None) -> None:
+        """Prefill `uri`'s K/V (its document's text, or `text`) in the background; any later request for it cancels this."""
         if not self.settings.prewarm:
             return
-        text, settings, loop = self.documents.get(uri).text, self.settings, asyncio.get_running_loop()
+        text = self.documents.get(uri).text if text is None else text
+        settings, loop = self.settings, asyncio.get_running_loop()
         ticket = self.requests.begin(uri, supersede=False)
 
         def work() -> None:
-            prewarm(self.engine.get(settings), uri, text, settings.max_tokens, ticket.cancelled)
+            prewarm(self.engine.get(settings), uri, text, completion_options(settings), ticket.cancelled)
 
         self.workers.submit(work).add_done_callback(functools.partial(self._report_background, loop, uri))
 
@@ -96,9 +115,9 @@ def request(handler):
     """Map LoopcoderError to a JSON-RPC error for an async request handler."""
 
     @functools.wraps(handler)
-    async def wrapped(ls: LoopcoderServer, params):
+    async def wrapped(ls: LoopcoderServer, *params):
         try:
-            return await handler(ls, params)
+            return await handler(ls, *params)
         except LoopcoderError as e:
             raise rpc_error(ls, e) from None
 
@@ -142,6 +161,47 @@ def shutdown(ls: LoopcoderServer, params: None) -> None:
     for uri in ls.requests.keys():
         ls.requests.forget(uri)
     ls.workers.shutdown(wait=False, cancel_futures=True)
+    if ls._scratch is not None:
+        ls._scratch.cleanup()
+
+
+ENGINE_KEYS = ("model", "device", "dtype", "quant", "backend")  # a change of any of these loads the model anew
+
+
+def apply_settings(ls: LoopcoderServer, options: Any) -> None:
+    """Apply a settings object from the client; reload the model when it or where it runs changed."""
+    if isinstance(options, dict) and isinstance(options.get("loopcoder"), dict):
+        options = options["loopcoder"]  # {"loopcoder": {...}}, as VS Code-style clients nest them
+    new = ls.settings.updated(options)
+    old, ls.settings = ls.settings, new
+    ls.typed_through = TypedThrough()  # another model or budget suggests other text
+    if any(getattr(old, key) != getattr(new, key) for key in ENGINE_KEYS) and ls.engine.started:
+        log.info("model settings changed: loading the model again")
+        ls.engine = LazyEngine()
+        ls.engine.start(new)
+
+
+@notification
+def did_change_configuration(ls: LoopcoderServer, params: types.DidChangeConfigurationParams) -> None:
+    """workspace/didChangeConfiguration: settings pushed, or (null settings) to be pulled with workspace/configuration."""
+    if params.settings not in (None, {}):
+        apply_settings(ls, params.settings)
+        return
+    caps = ls.client_capabilities.workspace
+    if caps is None or not caps.configuration:
+        return
+    loop = asyncio.get_running_loop()
+
+    async def pull() -> None:
+        try:
+            items = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="loopcoder")]))
+            if items and items[0] is not None:
+                notification(lambda ls, options: apply_settings(ls, options))(ls, items[0])
+        except Exception as e:
+            ls.log_error(f"could not read the loopcoder settings: {e}")
+
+    loop.create_task(pull())
 
 
 # -- text sync --------------------------------------------------------------------------
@@ -169,7 +229,13 @@ def did_open(ls: LoopcoderServer, params: types.DidOpenTextDocumentParams) -> No
 def did_change(ls: LoopcoderServer, params: types.DidChangeTextDocumentParams) -> None:
     """textDocument/didChange (incremental sync)."""
     doc = params.text_document
-    ls.documents.change(doc.uri, doc.version, [_change(c) for c in params.content_changes])
+    document = ls.documents.change(doc.uri, doc.version, [_change(c) for c in params.content_changes])
+    found = ls.findings.get(doc.uri)
+    if found:  # diagnostics follow their lines; a finding whose line was edited goes away
+        moved = actions.relocate(found, document.text)
+        if moved != found:
+            ls.findings[doc.uri] = moved
+            publish_findings(ls, doc.uri)
 
 
 @notification
@@ -183,10 +249,87 @@ def did_close(ls: LoopcoderServer, params: types.DidCloseTextDocumentParams) -> 
     """textDocument/didClose: forget the text, stop its requests, unpin its K/V."""
     uri = params.text_document.uri
     ls.documents.close(uri)
-    ls.requests.forget(uri)
+    for key in ls.requests.keys():
+        if key == uri or key.startswith(f"{uri}#"):
+            ls.requests.forget(key)
+    ls.typed_through.forget(uri)
+    if ls.findings.pop(uri, None):
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
     engine = ls.engine.loaded
     if engine is not None:  # the engine lock may be busy: never block the event loop on it
+        for key in [uri, *(f"{uri}#{action}" for action in ACTIONS)]:
+            ls.workers.submit(engine.close, key)
+
+
+# -- notebooks ----------------------------------------------------------------------------
+
+
+def _cell(cell: types.NotebookCell) -> Cell:
+    return Cell(cell.document, cell.kind == types.NotebookCellKind.Code)
+
+
+def _open_cells(ls: LoopcoderServer, items: Sequence[types.TextDocumentItem]) -> None:
+    for item in items:
+        ls.documents.open(item.uri, item.text, item.version, item.language_id)
+
+
+def _close_cells(ls: LoopcoderServer, uris: Iterable[str]) -> None:
+    for uri in uris:
+        if uri in ls.documents:
+            ls.documents.close(uri)
+
+
+@notification
+def did_open_notebook(ls: LoopcoderServer, params: types.DidOpenNotebookDocumentParams) -> None:
+    """notebookDocument/didOpen: its cells become documents; pre-warm the notebook's code."""
+    notebook = params.notebook_document
+    _open_cells(ls, params.cell_text_documents)
+    ls.notebooks.open(notebook.uri, [_cell(c) for c in notebook.cells])
+    ls.start_prewarm(notebook.uri, ls.notebooks.joined(notebook.uri, ls.documents))
+
+
+@notification
+def did_change_notebook(ls: LoopcoderServer, params: types.DidChangeNotebookDocumentParams) -> None:
+    """notebookDocument/didChange: cells added, removed, re-kinded or edited."""
+    uri, cells = params.notebook_document.uri, params.change.cells
+    ls.notebooks.cells(uri)  # an unknown notebook is an error before anything changes
+    if cells is None:
+        return
+    if cells.structure is not None:
+        change = cells.structure.array
+        ls.notebooks.splice(uri, change.start, change.delete_count, [_cell(c) for c in change.cells or ()])
+        _open_cells(ls, cells.structure.did_open or ())
+        _close_cells(ls, (d.uri for d in cells.structure.did_close or ()))
+    for cell in cells.data or ():
+        ls.notebooks.set_kind(cell.document, cell.kind == types.NotebookCellKind.Code)
+    for content in cells.text_content or ():
+        doc = content.document
+        ls.documents.change(doc.uri, doc.version, [_change(c) for c in content.changes])
+
+
+@notification
+def did_save_notebook(ls: LoopcoderServer, params: types.DidSaveNotebookDocumentParams) -> None:
+    uri = params.notebook_document.uri
+    ls.start_prewarm(uri, ls.notebooks.joined(uri, ls.documents))
+
+
+@notification
+def did_close_notebook(ls: LoopcoderServer, params: types.DidCloseNotebookDocumentParams) -> None:
+    """notebookDocument/didClose: forget its cells and unpin its K/V."""
+    uri = params.notebook_document.uri
+    cells = ls.notebooks.close(uri)
+    _close_cells(ls, [c.uri for c in cells] + [d.uri for d in params.cell_text_documents])
+    ls.requests.forget(uri)
+    ls.typed_through.forget(uri)
+    engine = ls.engine.loaded
+    if engine is not None:
         ls.workers.submit(engine.close, uri)
+
+
+NOTEBOOK_SYNC = types.NotebookDocumentSyncOptions(
+    notebook_selector=[types.NotebookDocumentFilterWithCells(notebook="*", cells=[types.NotebookCellLanguage(language="python")])],
+    save=True,
+)
 
 
 # -- completion ---------------------------------------------------------------------------
@@ -197,12 +340,21 @@ async def _suggestion(ls: LoopcoderServer, uri: str, position: types.Position, m
     offset = document.offset_at(Position(position.line, position.character), ls.documents.encoding)
     # A snapshot: didChange may replace the document's text while the engine works.
     text, settings = document.text, ls.settings
-    ticket = ls.requests.begin(uri)
+    cell = ls.notebooks.context(uri, ls.documents)
+    if cell is not None:  # a notebook cell: complete in the notebook's code, warm in the notebook's session
+        uri, text, offset = cell.key, cell.text, cell.offset + offset
+    ticket = ls.requests.begin(uri)  # also stops older work for this document
+    rest = ls.typed_through.rest(uri, text, offset, multiline) if settings.cache else None
+    if rest is not None:
+        return rest
 
     def work() -> str | None:
         return suggest(ls.engine.get(settings), uri, text, offset, settings, multiline=multiline, cancelled=ticket.cancelled)
 
-    return await ls.in_worker(ticket, work)
+    suggestion = await ls.in_worker(ticket, work)
+    if not ticket.cancelled():
+        ls.typed_through.remember(uri, text, offset, suggestion, multiline)
+    return suggestion
 
 
 @request
@@ -233,16 +385,305 @@ async def completion(ls: LoopcoderServer, params: types.CompletionParams) -> typ
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
+# -- code actions and commands ------------------------------------------------------------
+
+ACTION_KIND = "refactor.loopcoder"
+ACTIONS = ("review", "explain", "hint", "edit")  # each keeps its own engine session per document: `uri#action`
+SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
+            "info": types.DiagnosticSeverity.Information}
+
+
+def _lsp_position(document: Document, line: int, character: int, encoding: str) -> types.Position:
+    text = document.text
+    start = document.starts[line]
+    return types.Position(line=line, character=units_of(text[start : start + character], encoding))
+
+
+def _finding_range(ls: LoopcoderServer, document: Document, f: Finding) -> types.Range:
+    enc = ls.documents.encoding
+    return types.Range(start=_lsp_position(document, f.line, f.start, enc), end=_lsp_position(document, f.line, f.end, enc))
+
+
+def _line_range(ls: LoopcoderServer, document: Document, f: Finding) -> types.Range:
+    """The whole of the finding's line, line ending excluded: what its fix replaces."""
+    line_text = document.text[document.starts[f.line] :].split("\n", 1)[0].rstrip("\r")
+    end = _lsp_position(document, f.line, len(line_text), ls.documents.encoding)
+    return types.Range(start=types.Position(line=f.line, character=0), end=end)
+
+
+def _diagnostic(ls: LoopcoderServer, document: Document, f: Finding) -> types.Diagnostic:
+    return types.Diagnostic(range=_finding_range(ls, document, f), message=f.message, severity=SEVERITY[f.severity],
+                            source="loopcoder", code=f.category, data={"replacement": f.replacement})
+
+
+def publish_findings(ls: LoopcoderServer, uri: str) -> None:
+    document = ls.documents.get(uri)
+    diagnostics = [_diagnostic(ls, document, f) for f in ls.findings.get(uri, [])]
+    ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics,
+                                                                        version=document.version))
+
+
+def _fix_action(ls: LoopcoderServer, document: Document, f: Finding) -> types.CodeAction:
+    edit = types.TextEdit(range=_line_range(ls, document, f), new_text=f.replacement)
+    summary = f.message if len(f.message) <= 72 else f.message[:71] + "…"
+    return types.CodeAction(title=f"loopcoder: fix — {summary}", kind=types.CodeActionKind.QuickFix,
+                            diagnostics=[_diagnostic(ls, document, f)], is_preferred=True,
+                            edit=_workspace_edit(ls, document, [edit]))
+
+
+def _workspace_edit(ls: LoopcoderServer, document: Document, edits: list[types.TextEdit]) -> types.WorkspaceEdit:
+    """Versioned documentChanges where the client takes them (it refuses a stale edit), else plain changes."""
+    caps = ls.client_capabilities.workspace
+    versioned = caps is not None and caps.workspace_edit is not None and caps.workspace_edit.document_changes
+    if versioned and document.version is not None:
+        ident = types.OptionalVersionedTextDocumentIdentifier(uri=document.uri, version=document.version)
+        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=ident, edits=edits)])
+    return types.WorkspaceEdit(changes={document.uri: edits})
+
+
+def _overlaps(f: Finding, r: types.Range) -> bool:
+    return r.start.line <= f.line <= r.end.line
+
+
+@request
+async def code_action(ls: LoopcoderServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """textDocument/codeAction: fixes for the review findings in range, then review, explain and hint."""
+    uri, rng = params.text_document.uri, params.range
+    document = ls.documents.get(uri)
+    _span(ls, document, _range(rng))  # reject a range outside the document
+    wanted = params.context.only
+    result = [_fix_action(ls, document, f) for f in ls.findings.get(uri, []) if f.replacement and _overlaps(f, rng)]
+    argument = {"uri": uri, "range": {"start": {"line": rng.start.line, "character": rng.start.character},
+                                      "end": {"line": rng.end.line, "character": rng.end.character}}}
+    for name, title in (("review", "Review"), ("explain", "Explain"), ("hint", "Hint")):
+        kind = f"{ACTION_KIND}.{name}"
+        result.append(types.CodeAction(title=f"loopcoder: {title}", kind=kind,
+                                       command=types.Command(title=f"loopcoder: {title}", command=f"loopcoder.{name}",
+                                                             arguments=[argument])))
+    if wanted:
+        result = [a for a in result if any(a.kind == k or str(a.kind).startswith(f"{k}.") for k in wanted)]
+    return result
+
+
+def _argument(args: tuple, command: str) -> dict:
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise InvalidRequestError(f"{command} takes one argument, an object like {{\"uri\": ..., \"range\": ...}}")
+    if not isinstance(args[0].get("uri"), str):
+        raise InvalidRequestError(f"{command}: the argument needs \"uri\", the document's URI as a string")
+    return args[0]
+
+
+def _lsp_range(value: Any, command: str) -> Range | None:
+    """A JSON range argument, checked; None for none."""
+    if value is None:
+        return None
+    try:
+        (sl, sc), (el, ec) = ((value[k]["line"], value[k]["character"]) for k in ("start", "end"))
+    except (TypeError, KeyError):
+        raise InvalidRequestError(f"{command}: range must look like {{\"start\": {{\"line\": 0, \"character\": 0}}, "
+                                  f"\"end\": {{...}}}}, not {value!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sl, sc, el, ec)):
+        raise InvalidRequestError(f"{command}: range positions must be integers, not {value!r}")
+    return Range(Position(sl, sc), Position(el, ec))
+
+
+def _span(ls: LoopcoderServer, document: Document, rng: Range | None) -> Span | None:
+    """The whole lines a range covers; None (the whole document) for no range or an empty one."""
+    if rng is None:
+        return None
+    start = document.offset_at(rng.start, ls.documents.encoding)
+    end = document.offset_at(rng.end, ls.documents.encoding)
+    if end < start:
+        raise InvalidRequestError(f"range {rng.start.line}:{rng.start.character}-{rng.end.line}:{rng.end.character} ends before it starts")
+    if end == start:
+        return None
+    last = rng.end.line - 1 if rng.end.character == 0 and rng.end.line > rng.start.line else rng.end.line
+    return Span(rng.start.line, last)
+
+
+class Progress:
+    """Server-initiated work-done progress for a long action, when the client shows it; reports are throttled."""
+
+    INTERVAL_S = 0.25
+
+    def __init__(self, ls: LoopcoderServer, title: str, total_tokens: int):
+        self.ls, self.title, self.total = ls, title, total_tokens
+        self.token: str | None = None
+        self.loop = asyncio.get_running_loop()
+        self._last = 0.0
+
+    async def __aenter__(self) -> "Progress":
+        caps = self.ls.client_capabilities.window
+        if caps is not None and caps.work_done_progress:
+            token = f"loopcoder-{uuid.uuid4().hex}"
+            try:
+                await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout=5)
+                self.token = token
+                self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=self.title, percentage=0))
+            except Exception as e:  # a client that declines progress still gets the answer
+                log.info("no work-done progress for %s: %s", self.title, e)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.token is not None:
+            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd())
+
+    def tokens(self, count: int) -> None:
+        """Called from the worker thread with the tokens generated so far."""
+        now = time.monotonic()
+        if self.token is None or now - self._last < self.INTERVAL_S:
+            return
+        self._last = now
+        percentage = min(99, 100 * count // max(1, self.total))
+        report = types.WorkDoneProgressReport(message=f"{count} tokens", percentage=percentage)
+        self.loop.call_soon_threadsafe(self.ls.work_done_progress.report, self.token, report)
+
+
+def _target(ls: LoopcoderServer, args: tuple, command: str) -> tuple[str, Document, Span | None]:
+    """The document and lines a command's {uri, range?} argument names, checked."""
+    arg = _argument(args, command)
+    uri = arg["uri"]
+    document = ls.documents.get(uri)
+    return uri, document, _span(ls, document, _lsp_range(arg.get("range"), command))
+
+
+def _action_options(ls: LoopcoderServer) -> ActionOptions:
+    s = ls.settings
+    return ActionOptions(max_new_tokens=s.action_tokens, context_tokens=s.context_tokens, temperature=s.temperature)
+
+
+async def _run_action(ls: LoopcoderServer, uri: str, name: str, title: str, work: Callable) -> Any:
+    """Run `work(engine, text, cancelled, progress)` for document `uri` in a worker, with progress."""
+    document = ls.documents.get(uri)
+    text, settings = document.text, ls.settings
+    ticket = ls.requests.begin(f"{uri}#{name}")
+    async with Progress(ls, title, settings.action_tokens) as progress:
+        return await ls.in_worker(ticket, lambda: work(ls.engine.get(settings), text, ticket.cancelled, progress.tokens))
+
+
+async def review_command(ls: LoopcoderServer, *args) -> dict:
+    """loopcoder.review {uri, range?}: findings as diagnostics; returns them."""
+    uri, document, span = _target(ls, args, "loopcoder.review")
+    language, options = document.language_id, _action_options(ls)
+    version = document.version
+    review = await _run_action(ls, uri, "review", "loopcoder: reviewing", lambda engine, text, cancelled, progress:
+                               actions.review(engine, uri, text, span, language, options, cancelled, progress))
+    found = review.findings
+    if not review.complete:
+        ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning, message=(
+            f"loopcoder: the review of {uri} ran out of tokens (actionTokens={options.max_new_tokens}); "
+            f"showing the {len(found)} finding(s) it completed")))
+    if uri not in ls.documents:
+        return {"findings": [], "complete": review.complete}
+    document = ls.documents.get(uri)
+    if document.version != version:  # edited meanwhile: keep the findings whose lines are still there
+        found = actions.relocate(found, document.text)
+    # A review of a selection replaces the findings inside it, keeps the others.
+    kept = [f for f in ls.findings.get(uri, []) if span is not None and not span.first <= f.line <= span.last]
+    ls.findings[uri] = sorted(kept + found, key=lambda f: f.line)
+    publish_findings(ls, uri)
+    return {"findings": [f.as_json() for f in found], "complete": review.complete}
+
+
+async def explain_command(ls: LoopcoderServer, *args) -> dict:
+    """loopcoder.explain {uri, range?}: markdown, shown as a document where the client can, else as a message."""
+    uri, document, span = _target(ls, args, "loopcoder.explain")
+    language, options = document.language_id, _action_options(ls)
+    markdown = await _run_action(ls, uri, "explain", "loopcoder: explaining", lambda engine, text, cancelled, progress:
+                                 actions.explain(engine, uri, text, span, language, options, cancelled, progress))
+    shown = await _show_markdown(ls, markdown or "_The model gave no explanation._", "explanation")
+    return {"markdown": markdown, "uri": shown}
+
+
+async def hint_command(ls: LoopcoderServer, *args) -> dict:
+    """loopcoder.hint {uri, range?}: a Socratic question, shown as a message; no code."""
+    uri, document, span = _target(ls, args, "loopcoder.hint")
+    language, options = document.language_id, _action_options(ls)
+    text = await _run_action(ls, uri, "hint", "loopcoder: thinking of a hint", lambda engine, text, cancelled, progress:
+                             actions.hint(engine, uri, text, span, language, options, cancelled, progress))
+    shown = text or "The model had no hint without giving the answer away; try a smaller selection."
+    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=f"Hint: {shown}"))
+    return {"hint": text}
+
+
+async def edit_command(ls: LoopcoderServer, *args) -> dict:
+    """loopcoder.edit {uri, range, instruction}: rewrite the selection and apply it with workspace/applyEdit."""
+    arg = _argument(args, "loopcoder.edit")
+    uri, instruction = arg.get("uri"), arg.get("instruction")
+    document = ls.documents.get(uri)
+    rng = _lsp_range(arg.get("range"), "loopcoder.edit")
+    if rng is None:
+        start, end = 0, len(document.text)
+    else:
+        start, end = (document.offset_at(p, ls.documents.encoding) for p in rng)
+    if end < start:
+        raise InvalidRequestError("loopcoder.edit: the range ends before it starts")
+    language, options, version = document.language_id, _action_options(ls), document.version
+    new_text = await _run_action(ls, uri, "edit", "loopcoder: editing", lambda engine, text, cancelled, progress:
+                                 actions.edit(engine, uri, text, start, end, instruction, language, options, cancelled, progress))
+    document = ls.documents.get(uri)
+    if document.version != version:
+        raise LoopcoderError(f"{uri} changed while the edit was being written; run loopcoder.edit again")
+    lsp_range = types.Range(start=_lsp_position_at(ls, document, start), end=_lsp_position_at(ls, document, end))
+    edit = _workspace_edit(ls, document, [types.TextEdit(range=lsp_range, new_text=new_text)])
+    response = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=f"loopcoder: {instruction}"))
+    return {"applied": bool(response.applied), "newText": new_text, "failureReason": response.failure_reason}
+
+
+def _lsp_position_at(ls: LoopcoderServer, document: Document, offset: int) -> types.Position:
+    p = document.position_at(offset, ls.documents.encoding)
+    return types.Position(line=p.line, character=p.character)
+
+
+async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
+    """loopcoder.scaffoldForm {description, target}: the scaffolding feature has not landed yet."""
+    raise LoopcoderError("loopcoder.scaffoldForm is not available yet: form scaffolding has not landed in this "
+                         "version of loopcoder")
+
+
+async def _show_markdown(ls: LoopcoderServer, markdown: str, what: str) -> str | None:
+    """Show `markdown` in the editor: as a document (window/showDocument) if the client can, else a message."""
+    caps = ls.client_capabilities.window
+    if caps is not None and caps.show_document is not None and caps.show_document.support:
+        path = ls.scratch_dir() / f"{what}-{uuid.uuid4().hex[:8]}.md"
+        path.write_text(markdown, encoding="utf-8")
+        uri = path.as_uri()
+        try:
+            result = await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=False))
+            if result.success:
+                return uri
+        except Exception as e:  # fall back to a message
+            log.info("showDocument failed: %s", e)
+    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=markdown))
+    return None
+
+
+COMMANDS: list[tuple[str, Callable]] = [
+    ("loopcoder.review", review_command),
+    ("loopcoder.explain", explain_command),
+    ("loopcoder.hint", hint_command),
+    ("loopcoder.edit", edit_command),
+    ("loopcoder.scaffoldForm", scaffold_command),
+]
+
+
 FEATURES: list[tuple[str, Any, Callable]] = [
     (types.INITIALIZE, None, initialize),
     (types.INITIALIZED, None, initialized),
     (types.SHUTDOWN, None, shutdown),
+    (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
     (types.TEXT_DOCUMENT_DID_OPEN, None, did_open),
     (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False), did_save),
     (types.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
+    (types.NOTEBOOK_DOCUMENT_DID_OPEN, None, did_open_notebook),
+    (types.NOTEBOOK_DOCUMENT_DID_CHANGE, None, did_change_notebook),
+    (types.NOTEBOOK_DOCUMENT_DID_SAVE, None, did_save_notebook),
+    (types.NOTEBOOK_DOCUMENT_DID_CLOSE, None, did_close_notebook),
     (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),
     (types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(), completion),
+    (types.TEXT_DOCUMENT_CODE_ACTION,
+     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, ACTION_KIND]), code_action),
 ]
 
 
@@ -251,4 +692,6 @@ def build_server(settings: ServerSettings = ServerSettings()) -> LoopcoderServer
     server = LoopcoderServer(settings)
     for method, options, handler in FEATURES:
         server.feature(method, options)(handler)
+    for name, handler in COMMANDS:
+        server.command(name)(request(handler))
     return server

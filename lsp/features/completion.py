@@ -22,7 +22,8 @@ SUFFIX_CHARS_PER_TOKEN = 16
 # A long prefix is cut at a line start near a multiple of this many characters, so the
 # prompt's start stays put while the user types and the warm K/V stays valid.
 PREFIX_CUT_QUANTUM = 4096
-PREFIX_CHARS_PER_TOKEN = 3  # code tokenizes at 3-4 characters a token
+# Code tokenizes at 3.5-4.5 characters a token; denser text is cut to the budget in tokens.
+PREFIX_CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,17 @@ def offset_of(text: str, line: int, column: int) -> int:
     return sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
 
 
+def prefix_budget(engine: Engine, options: CompletionOptions) -> int:
+    """Most tokens of text before the cursor a prompt holds."""
+    return max(1, min(options.prefix_tokens,
+                      engine.model_config.max_position_embeddings - options.max_new_tokens - options.suffix_tokens - 8))
+
+
 def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOptions) -> list[int]:
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("this model has no tokenizer: text completion needs one")
-    budget = min(options.prefix_tokens,
-                 engine.model_config.max_position_embeddings - options.max_new_tokens - options.suffix_tokens - 8)
+    budget = prefix_budget(engine, options)
     prefix = bounded_prefix(prefix, budget * PREFIX_CHARS_PER_TOKEN)
     # Document text is plain text: a file that mentions "<|im_start|>" must not inject it.
     # add_special_tokens: a BOS where the model's tokenizer asks for one (Llama SPM), none otherwise.
@@ -68,10 +74,25 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
         # token is longer than SUFFIX_CHARS_PER_TOKEN characters in practice.
         head = suffix[: options.suffix_tokens * SUFFIX_CHARS_PER_TOKEN]
         suffix_ids = tokenizer.encode(head, parse_special=False)[: options.suffix_tokens]
-        ids = tokenizer.encode_fim(prefix, tokenizer.decode(suffix_ids))
+        prefix_ids = _drop_front(tokenizer.encode(prefix, parse_special=False), budget)
+        ids = tokenizer.fim_ids(prefix_ids, suffix_ids)
     if not ids:  # an empty document with no BOS: start from a newline
         ids = tokenizer.encode("\n")
     return ids
+
+
+def prompt_head(engine: Engine, text: str, options: CompletionOptions) -> list[int]:
+    """The ids that completion prompts at cursors in the head of `text` (its first
+    `prefix_budget` tokens, where no prompt is cut) start with: what pre-warming prefills."""
+    tokenizer = engine.tokenizer
+    if tokenizer is None:
+        raise TokenizerError("this model has no tokenizer: text completion needs one")
+    budget = prefix_budget(engine, options)
+    head = text[: budget * PREFIX_CHARS_PER_TOKEN]
+    if tokenizer.fim_format is None:
+        return tokenizer.encode(head, add_special_tokens=True, parse_special=False)[:budget] or tokenizer.encode("\n")
+    # <fim_suffix>, the suffix and <fim_middle> follow the cursor: only the part before is shared.
+    return tokenizer.fim_ids(tokenizer.encode(head, parse_special=False)[:budget], [])[:-2]
 
 
 def _drop_front(ids: list[int], budget: int) -> list[int]:

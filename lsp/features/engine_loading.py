@@ -14,6 +14,7 @@ import time
 from concurrent.futures import Future
 
 from loopcoder.engine.engine import Engine
+from loopcoder.engine.errors import LoopcoderError, ModelLoadError
 
 from .settings import ServerSettings
 
@@ -27,7 +28,12 @@ def load_engine(settings: ServerSettings) -> Engine:
 
     started = time.perf_counter()
     dtype = None if settings.dtype == "auto" else getattr(torch, settings.dtype)
-    engine = load_model(settings.model, device=settings.device, dtype=dtype, quant=settings.quant)
+    try:
+        engine = load_model(settings.model, device=settings.device, dtype=dtype, quant=settings.quant)
+    except LoopcoderError:
+        raise
+    except (RuntimeError, AssertionError, ValueError, OSError) as e:  # torch's "no CUDA", a bad device string
+        raise ModelLoadError(f"could not load the model on device {settings.device!r}: {e}") from e
     log.info("model %s loaded in %.2f s", settings.model or "(default)", time.perf_counter() - started)
     return engine
 
@@ -57,6 +63,10 @@ class LazyEngine:
         self.start(settings)
         assert self._future is not None
         return self._future.result()
+
+    @property
+    def started(self) -> bool:
+        return self._future is not None
 
     @property
     def loaded(self) -> Engine | None:

@@ -27,6 +27,7 @@ class ServerSettings:
     max_tokens: int = 64  # most tokens an inline completion generates
     suffix_tokens: int = 256  # most tokens of text after the cursor put into the prompt
     context_tokens: int = 6144  # most tokens of text before the cursor put into the prompt
+    action_tokens: int = 512  # most tokens a code action (review, explain, hint, edit) generates
     temperature: float = 0.0
     prewarm: bool = True  # prefill a document's K/V on open and save
     cache: bool = True  # keep each document's K/V warm between requests; false recomputes every prompt
@@ -34,6 +35,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise InvalidRequestError(f"maxTokens must be at least 1, not {self.max_tokens}")
+        if self.action_tokens < 1:
+            raise InvalidRequestError(f"actionTokens must be at least 1, not {self.action_tokens}")
         if self.suffix_tokens < 0:
             raise InvalidRequestError(f"suffixTokens must be 0 or more, not {self.suffix_tokens}")
         if self.context_tokens < 1:

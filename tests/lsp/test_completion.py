@@ -67,3 +67,68 @@ def test_huge_document_prompt_fits_the_model_and_stays_warm(default_engine):
     again = complete(default_engine, "file:///huge.py", text + "v", len(text) + 1, options)
     assert again.result.usage.cached_tokens >= again.prompt_tokens - 4
     default_engine.close("file:///huge.py")
+
+
+# -- the typed-through cache -----------------------------------------------------------------
+
+from loopcoder.lsp.features.inline_completion import TypedThrough  # noqa: E402
+
+BEFORE = "def add(a, b):\n    return "
+AFTER = "\n\nprint(add(1, 2))\n"
+
+
+def _typed(cache: TypedThrough, typed: str, multiline=False, before=BEFORE, after=AFTER):
+    text = before + typed + after
+    return cache.rest("doc", text, len(before) + len(typed), multiline)
+
+
+def test_typed_through_serves_the_rest_of_the_suggestion():
+    cache = TypedThrough()
+    cache.remember("doc", BEFORE + AFTER, len(BEFORE), "a + b", multiline=False)
+    assert _typed(cache, "a") == " + b"
+    assert _typed(cache, "a +") == " b"
+    assert _typed(cache, "a + b") is None  # all typed: nothing left to show
+    assert _typed(cache, "x") is None  # typed something else
+    assert _typed(cache, "") is None  # nothing typed: ask the model (the cursor may have moved)
+
+
+def test_typed_through_needs_the_rest_of_the_document_unchanged():
+    cache = TypedThrough()
+    cache.remember("doc", BEFORE + AFTER, len(BEFORE), "a + b", multiline=False)
+    assert _typed(cache, "a", after=AFTER.replace("1, 2", "1, 3")) is None
+    assert _typed(cache, "a", before=BEFORE.replace("add", "sum")) is None
+    cache.forget("doc")
+    assert _typed(cache, "a") is None
+
+
+def test_typed_through_single_line_for_automatic_triggers():
+    cache = TypedThrough()
+    cache.remember("doc", BEFORE + AFTER, len(BEFORE), "a + b\n    # done", multiline=True)
+    assert _typed(cache, "a", multiline=False) == " + b"
+    assert _typed(cache, "a", multiline=True) == " + b\n    # done"
+    cache.remember("doc", BEFORE + AFTER, len(BEFORE), "a + b", multiline=False)
+    assert _typed(cache, "a", multiline=True) is None  # a block was asked for, the line is not enough
+    cache.remember("doc", BEFORE + AFTER, len(BEFORE), None, multiline=False)
+    assert _typed(cache, "a") is None
+
+
+def test_prewarm_pays_for_a_completion_in_the_head_of_a_long_file(default_engine):
+    from loopcoder.lsp.features.completion import CompletionOptions, complete
+    from loopcoder.lsp.features.prewarm import prewarm
+
+    text = "".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(2000))  # ~60K chars
+    options = CompletionOptions(max_new_tokens=2, prefix_tokens=512, multiline=False)
+    usage = prewarm(default_engine, "prewarm-head", text, options, lambda: False)
+    assert usage is not None and usage.prompt_tokens == 512  # this text is denser than 4 characters a token
+    offset = text.index("def f20(")  # inside the pre-warmed head
+    done = complete(default_engine, "prewarm-head", text, offset, options)
+    assert done.result.usage.cached_tokens >= done.prompt_tokens - 16
+
+
+def test_load_failure_on_a_missing_device_is_a_model_load_error():
+    from loopcoder.engine.errors import ModelLoadError
+    from loopcoder.lsp.features.engine_loading import load_engine
+    from loopcoder.lsp.features.settings import ServerSettings
+
+    with pytest.raises(ModelLoadError, match="could not load the model on device 'nonsense:7'"):
+        load_engine(ServerSettings(device="nonsense:7"))

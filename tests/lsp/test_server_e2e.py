@@ -13,6 +13,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from .clients import open_document as _open
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n'
@@ -33,13 +35,6 @@ async def client(request, lsp_client: LanguageClient):
     )
     yield
     await lsp_client.shutdown_session()
-
-
-def _open(client: LanguageClient, name: str, text: str) -> str:
-    uri = f"file:///work/{name}"
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
-    return uri
 
 
 async def _inline(client: LanguageClient, uri: str, position: types.Position,
