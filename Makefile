@@ -45,9 +45,10 @@ $(NEOVIM_012_STAMP): | $(STAMP)
 test: $(STAMP) neovims
 	$(PY) -m pytest -q
 
+# The main job as a user meets it: `loopcoder lsp` driven by a scripted editor session.
 demo: $(STAMP)
 	$(VENV)/bin/loopcoder info
-	$(VENV)/bin/loopcoder complete docs/examples/demo.py --line 15 --col 5 --show-prompt-tail
+	$(VENV)/bin/loopcoder demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/edit_loop.py

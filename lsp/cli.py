@@ -1,4 +1,4 @@
-"""`loopcoder` command line: info, generate, complete, lsp.
+"""`loopcoder` command line: info, generate, complete, lsp, demo.
 
 Errors from the engine (`LoopcoderError`) are printed as one clear line on stderr with
 exit status 2; anything else is a bug and keeps its traceback.
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     lsp.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
     lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout")
     lsp.add_argument("--no-prewarm", action="store_true", help="do not prefill documents on open and save")
+
+    demo = sub.add_parser("demo", help="start `loopcoder lsp` and drive it as an editor does: ghost text, "
+                                       "a review with quick fixes, a hint")
+    _add_model_args(demo)
+    from loopcoder.lsp.demo import add_arguments
+
+    add_arguments(demo)
     return parser
 
 
@@ -223,6 +230,19 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from loopcoder.lsp.demo import run
+
+    args.server_args = ["--device", args.device, "--dtype", args.dtype, "--quant", args.quant]
+    if args.model:
+        args.server_args += ["--model", args.model]
+    if args.threads:
+        args.server_args += ["--threads", str(args.threads)]
+    return asyncio.run(run(args))
+
+
 def _report(result) -> None:
     u, t = result.usage, result.timings
     print(
@@ -245,7 +265,7 @@ def _human(n: int) -> str:
     return str(n)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp, "demo": cmd_demo}
 
 if __name__ == "__main__":
     sys.exit(main())

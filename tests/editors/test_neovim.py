@@ -83,7 +83,7 @@ def _run(tmp_path: Path, neovim: tuple[list[str], dict[str, str]], script: str) 
         "XDG_CONFIG_HOME": str(xdg / "config"), "XDG_DATA_HOME": str(xdg / "data"),
         "XDG_STATE_HOME": str(xdg / "state"), "XDG_CACHE_HOME": str(xdg / "cache"),
         "LOOPCODER_NVIM_SERVER_CMD": json.dumps(server),
-        "LOOPCODER_NVIM_DATA": str(Path(__file__).parents[1] / "data"),
+        "LOOPCODER_NVIM_EXAMPLES": str(Path(__file__).parents[2] / "docs" / "examples"),
         "LOOPCODER_NVIM_WORKDIR": str(work),
         "LOOPCODER_NVIM_RESULTS": str(results),
     }

@@ -9,7 +9,7 @@ from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features import actions
 from loopcoder.lsp.features.actions import Finding, Span
 
-FLASK = (Path(__file__).parents[1] / "data" / "flask_sql_handler.py").read_text()
+FLASK = (Path(__file__).parents[2] / "docs" / "examples" / "flask_app.py").read_text()
 SQL_LINE = 9  # 0-based
 
 

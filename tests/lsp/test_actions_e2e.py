@@ -8,7 +8,6 @@ quickfix whose edit replaces that line, and nothing the model says can break the
 
 import asyncio
 import sys
-import typing
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,13 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from loopcoder.lsp.demo import read_code_actions_right
+
 from .clients import open_document as _open
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FLASK = (Path(__file__).parents[1] / "data" / "flask_sql_handler.py").read_text()
+FLASK = (Path(__file__).parents[2] / "docs" / "examples" / "flask_app.py").read_text()
 PREFIX_SUMS = '''def range_sums(values, queries):
     """For each (i, j) in queries, the sum of values[i:j]."""
     answers = []
@@ -44,15 +45,7 @@ async def client(request, lsp_client: LanguageClient):
         lsp_client.applied_edits.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    # lsprotocol structures any object with a "command" key as a Command, though a CodeAction
-    # may carry a command too (ours do); VS Code and Neovim read them right. Read them right here.
-    converter = lsp_client.protocol._converter
-
-    def command_or_action(obj, _):
-        is_command = isinstance(obj.get("command"), str)
-        return converter.structure(obj, types.Command if is_command else types.CodeAction)
-
-    converter.register_structure_hook(typing.Union[types.Command, types.CodeAction], command_or_action)
+    read_code_actions_right(lsp_client.protocol._converter)
 
     lsp_client.init_result = await lsp_client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities(request.param),

@@ -9,8 +9,8 @@ M.init_options = { maxTokens = 8, actionTokens = 256, temperature = 0 }
 M.results = { version = vim.fn.execute('version'):match('NVIM v[^\n]+') }
 
 M.ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n'
--- The canonical review case, shared with the Python tests.
-M.FLASK = table.concat(vim.fn.readfile(assert(os.getenv('LOOPCODER_NVIM_DATA')) .. '/flask_sql_handler.py'), '\n') .. '\n'
+-- The canonical review case, docs/examples/flask_app.py (the demo and the Python tests use it too).
+M.FLASK = table.concat(vim.fn.readfile(assert(os.getenv('LOOPCODER_NVIM_EXAMPLES')) .. '/flask_app.py'), '\n') .. '\n'
 
 function M.write()
   local file = assert(io.open(M.results_path, 'w'))
