@@ -131,9 +131,14 @@ async def test_a_5mb_document_answers_in_time(client: LanguageClient):
 
 @pytest.mark.slow
 async def test_cancel_request_answers_cancelled_and_the_server_goes_on(client: LanguageClient):
-    uri = _open(client, "cancel.py", ADD)
+    # Seconds of prefill before the answer (and pre-warming off), so the cancel always
+    # arrives while the work runs; a short request may rightly answer before it.
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"prewarm": False}))
+    head = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(120))
+    uri = _open(client, "cancel.py", head + ADD)
+    at_return = types.Position(line=head.count("\n") + 2, character=len("    return "))
     params = types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=AFTER_RETURN,
+        text_document=types.TextDocumentIdentifier(uri=uri), position=at_return,
         context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))
     msg_id = f"cancel-{uri}"
     # pytest-lsp sends a request when its coroutine first runs: let it, then cancel.
@@ -143,5 +148,6 @@ async def test_cancel_request_answers_cancelled_and_the_server_goes_on(client: L
     client.cancel_request(types.CancelParams(id=msg_id))
     with pytest.raises(JsonRpcException, match="cancel"):
         await pending
-    result = await _inline(client, uri, AFTER_RETURN)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"prewarm": True}))
+    result = await _inline(client, uri, at_return)
     assert result is not None and result.items
