@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from loopcoder.engine.hardware import cpu_model
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linearly interpolated percentile; NaN for no values (a variant that did not run)."""
@@ -28,18 +30,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, or what platform knows elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:

@@ -1,4 +1,4 @@
-"""`loopcoder` command line: info, generate, complete, lsp, demo.
+"""`loopcoder` command line: info, generate, complete, lsp, demo, eval.
 
 Errors from the engine (`LoopcoderError`) are printed as one clear line on stderr with
 exit status 2; anything else is a bug and keeps its traceback.
@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     from loopcoder.lsp.demo import add_arguments
 
     add_arguments(demo)
+
+    evaluate = sub.add_parser("eval", help="HumanEval pass@1 (generation, single- and multi-line infilling) of the "
+                                           "completions an editor gets, each run in a sandbox")
+    _add_model_args(evaluate)
+    from loopcoder.lsp.eval import command as eval_command
+
+    eval_command.add_arguments(evaluate)
     return parser
 
 
@@ -243,6 +250,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run(args))
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from loopcoder.lsp.eval import command as eval_command
+
+    return eval_command.run(args, lambda: _load(args))
+
+
 def _report(result) -> None:
     u, t = result.usage, result.timings
     print(
@@ -265,7 +278,8 @@ def _human(n: int) -> str:
     return str(n)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp, "demo": cmd_demo}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp, "demo": cmd_demo,
+            "eval": cmd_eval}
 
 if __name__ == "__main__":
     sys.exit(main())
