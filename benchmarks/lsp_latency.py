@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lsprotocol import types
-from pygls.lsp.client import LanguageClient
 
 from common import (fmt, line_offsets, machine_info, markdown_table, median, new_figure, percentile, save_figure,
                     stdlib_source, write_json)
@@ -61,6 +60,7 @@ from loopcoder.engine.config import ModelConfig
 from loopcoder.engine.loader import default_model_path
 from loopcoder.engine.tokenizer import Tokenizer
 from loopcoder.engine.weights.gguf_file import config_from_gguf, open_gguf, read_gguf_metadata
+from loopcoder.lsp.demo import ScriptedClient
 from loopcoder.lsp.features.completion import CompletionOptions, build_prompt
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
@@ -173,25 +173,14 @@ class ServerFailed(RuntimeError):
     """The server did not start, answer in time, or stay alive; the message carries its stderr."""
 
 
-class BenchClient(LanguageClient):
+class BenchClient(ScriptedClient):
     """pygls's client, keeping the server's stderr and log messages: they explain a failure."""
 
     def __init__(self) -> None:
-        super().__init__("loopcoder-lsp-latency", "1")
-        self.stderr_lines: deque[str] = deque(maxlen=200)
+        super().__init__("loopcoder-lsp-latency", keep_lines=200)
         self.log_lines: deque[str] = deque(maxlen=50)
-        self._drain: asyncio.Task | None = None
         self.feature(types.WINDOW_LOG_MESSAGE)(lambda params: self.log_lines.append(params.message))
         self.feature(types.WINDOW_SHOW_MESSAGE)(lambda params: self.log_lines.append(params.message))
-
-    async def start_io(self, cmd: str, *args, **kwargs):
-        await super().start_io(cmd, *args, **kwargs)
-        # Read stderr as it comes: a full pipe would block the server.
-        self._drain = asyncio.create_task(self._read_stderr(self._server.stderr))
-
-    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self.stderr_lines.append(line.decode("utf-8", "replace").rstrip())
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Shut the server down politely, else terminate it, else kill it; idempotent."""
@@ -210,9 +199,9 @@ class BenchClient(LanguageClient):
             await asyncio.wait_for(self.stop(), grace_s)
 
     def failure_report(self) -> str:
-        stderr = "\n".join(self.stderr_lines) or "(nothing)"
+        stderr = "\n".join(self.stderr) or "(nothing)"
         logs = "\n".join(self.log_lines)
-        return f"--- server stderr (last {len(self.stderr_lines)} lines) ---\n{stderr}" + (
+        return f"--- server stderr (last {len(self.stderr)} lines) ---\n{stderr}" + (
             f"\n--- server log messages ---\n{logs}" if logs else "")
 
 

@@ -39,17 +39,33 @@ def read_code_actions_right(converter) -> None:
     converter.register_structure_hook(Union[types.Command, types.CodeAction], command_or_action)
 
 
-class DemoClient(LanguageClient):
+class ScriptedClient(LanguageClient):
+    """pygls's client for scripts that start a server: it reads the server's stderr as it
+    comes (pygls pipes it, and a full pipe blocks the server) and keeps its last lines."""
+
+    def __init__(self, name: str, keep_lines: int = 100) -> None:
+        super().__init__(name, "1")
+        self.stderr: deque[str] = deque(maxlen=keep_lines)  # the server's last words, shown if it fails
+        self._drain: asyncio.Task | None = None
+        read_code_actions_right(self.protocol._converter)
+
+    async def start_io(self, cmd: str, *args, **kwargs):
+        await super().start_io(cmd, *args, **kwargs)
+        self._drain = asyncio.create_task(self._read_stderr(self._server.stderr))
+
+    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.stderr.append(line.decode("utf-8", "replace").rstrip())
+
+
+class DemoClient(ScriptedClient):
     """A pygls client that records what the server pushes: diagnostics, messages, progress."""
 
     def __init__(self) -> None:
-        super().__init__("loopcoder-demo", "1")
-        read_code_actions_right(self.protocol._converter)
+        super().__init__("loopcoder-demo")
         self.diagnostics: dict[str, list[types.Diagnostic]] = {}
         self.diagnostics_arrived = asyncio.Event()
         self.messages: list[str] = []
-        self.stderr: deque[str] = deque(maxlen=100)  # the server's last words, shown if it fails
-        self._drain: asyncio.Task | None = None
 
         @self.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
         def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
@@ -75,15 +91,6 @@ class DemoClient(LanguageClient):
             if value.get("kind") == "begin":
                 print(f"  … {value.get('title')}", flush=True)
 
-
-    async def start_io(self, cmd: str, *args, **kwargs):
-        await super().start_io(cmd, *args, **kwargs)
-        # pygls pipes the server's stderr: read it as it comes, or a full pipe blocks the server.
-        self._drain = asyncio.create_task(self._read_stderr(self._server.stderr))
-
-    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self.stderr.append(line.decode("utf-8", "replace").rstrip())
 
 
 def _capabilities() -> types.ClientCapabilities:
