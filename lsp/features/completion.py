@@ -129,16 +129,34 @@ def complete(engine: Engine, key: str, text: str, offset: int, options: Completi
     if not 0 <= offset <= len(text):
         raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
     prefix, suffix = text[:offset], text[offset:]
-    ids = build_prompt(engine, prefix, suffix, options)
+    # After the auto-indent of a fresh line, prompt from the line start: tokenizers merge a
+    # newline with the spaces after it, so a prompt ending in bare spaces is one the model
+    # never saw in training (it then answers nothing or one space too many).
+    cursor_line = prefix.rsplit("\n", 1)[-1]
+    lead = cursor_line if cursor_line and not cursor_line.strip(" \t") and len(cursor_line) < len(prefix) else ""
+    prompt_prefix = prefix[: len(prefix) - len(lead)]
+    ids = build_prompt(engine, prompt_prefix, suffix, options)  # with FIM, the middle starts with `lead`
     healed_text = ""
     if engine.tokenizer.fim_format is None:  # with FIM the prompt ends in <fim_middle>, nothing to heal
         ids, healed_text = split_last_token(engine.tokenizer, ids)
     stop = ("\n\n\n", "\n\n") if options.multiline else ("\n",)
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
-    indent = _indent_of(prefix.rsplit("\n", 1)[-1])
+    indent = _indent_of(cursor_line)
     result = engine.generate_for(key, ids, params, cancelled=cancelled, healed_text=healed_text,
-                                 stop_when=lambda so_far: _dedents(so_far, indent, prefix))
-    return Completion(postprocess(result.text, prefix, suffix), len(ids), result)
+                                 stop_when=lambda so_far: _dedents(so_far, indent, prompt_prefix))
+    generated = from_line_start(result.text, lead) if lead else result.text
+    return Completion(postprocess(generated, prefix, suffix), len(ids), result)
+
+
+def from_line_start(generated: str, lead: str) -> str:
+    """Text generated from the start of the cursor line, made relative to the cursor,
+    which sits after the whitespace `lead`: blank lines the model put first and the first
+    line's indentation up to the cursor's go."""
+    generated = generated.lstrip("\n")
+    first_indent = _indent_of(generated)
+    if generated[:first_indent].startswith(lead):
+        return generated[len(lead):]
+    return generated[first_indent:]  # indented less than (or unlike) the cursor: start at the cursor
 
 
 def _indent_of(line: str) -> int:

@@ -46,6 +46,31 @@ def test_real_completion_of_a_function_body(default_engine):
     assert again.result.usage.cached_tokens >= again.prompt_tokens - 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("multiline", [False, True])
+@pytest.mark.parametrize("text", [
+    'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n    ',
+    "def total(xs):\n    t = 0\n    for x in xs:\n        ",
+])
+def test_cursor_after_indentation_gets_the_statement_not_whitespace(default_engine, text, multiline):
+    """The cursor sits after the auto-indent of a fresh line. The prompt must not end in that
+    whitespace: tokenizers merge a newline with the spaces after it, so a prompt ending in
+    bare spaces is one the model never saw (it answered "" or an extra space)."""
+    result = complete(default_engine, f"file:///indent{multiline}.py", text, len(text),
+                      CompletionOptions(max_new_tokens=16, multiline=multiline))
+    assert result.text.strip(), result.result.text
+    assert not result.text[0].isspace(), repr(result.text)
+
+
+def test_postprocess_of_a_line_start_prompt_keeps_the_cursor_indentation():
+    from loopcoder.lsp.features.completion import from_line_start
+
+    assert from_line_start("        return x\n    y", "        ") == "return x\n    y"
+    assert from_line_start("\n\n    return x", "    ") == "return x"
+    assert from_line_start("  return x", "    ") == "return x"  # less indented than the cursor: at the cursor
+    assert from_line_start("\treturn x", "\t") == "return x"
+
+
 def test_bounded_prefix_is_stable_while_typing():
     from loopcoder.lsp.features.completion import PREFIX_CUT_QUANTUM, bounded_prefix
 
