@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from loopcoder.kernels.kv_store import store_kv
+from loopcoder.kernels.loop_attention import loop_attention, loop_gate
 
 from ..attention_metadata import AttentionMetadata
 from ..config import ModelConfig
@@ -40,7 +41,7 @@ class LoopGate(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q: (T, Hq, D) rotated -> gate (T, Hq, 1)."""
-        return torch.sigmoid((q * self.weight).sum(-1) + self.bias).unsqueeze(-1)
+        return loop_gate(q, self.weight, self.bias)
 
 
 def loop_layer_forward(
@@ -55,10 +56,8 @@ def loop_layer_forward(
     attn = layer.self_attn
     q, k, v = attn.project(layer.input_layernorm(h), meta.positions)
     store_kv(k, v, local_cache[0], local_cache[1], meta.slot_mapping)
-    a = attn.attend(q, global_cache, meta)  # (T, Hq, D)
-    b = attn.attend(q, local_cache, meta, window=window)  # (T, Hq, D)
-    g = gate(q).to(a.dtype)
-    mixed = g * a + (1 - g) * b
+    # g * A + (1 - g) * B: A over loop 1's pages, B over this loop's last `window` keys.
+    mixed = loop_attention(q, global_cache, local_cache, meta, attn.scale, window, gate.weight, gate.bias)  # (T, Hq, D)
     h = h + attn.o_proj(mixed.flatten(1))
     return h + layer.mlp(layer.post_attention_layernorm(h))
 

@@ -1,4 +1,6 @@
-"""paged_attention against a naive per-query loop, over odd shapes, block sizes and windows."""
+"""paged_attention against a naive per-query loop, over odd shapes, block sizes and windows;
+the Triton decode kernel against the reference on CUDA (under Triton's interpreter:
+triton_interpreter_cases.py); the dispatcher's choice between them."""
 
 import math
 import random
@@ -7,8 +9,12 @@ import pytest
 import torch
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels.attention import paged_attention
+from loopcoder.kernels import attention
+from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref, paged_decode_attention_triton
+from loopcoder.kernels.dispatch import KernelUnavailableError
 from loopcoder.kernels.kv_store import store_kv
+
+from .helpers import REL_ERROR, cuda, decode_case, rel_error
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
@@ -102,3 +108,130 @@ def test_contiguous_and_mixed_block_tables(order, window):
     meta = AttentionMetadata.build(tables, [15], [3], 4)
     out = paged_attention(q, k_cache, v_cache, meta, 8**-0.5, window)
     torch.testing.assert_close(out, naive(q, k, v, range(15, 18), window), atol=1e-5, rtol=1e-5)
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+def spy(monkeypatch, name):
+    calls = []
+    original = getattr(attention, name)
+    monkeypatch.setattr(attention, name, lambda *a, **k: calls.append(name) or original(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("mode", [None, "torch"])
+def test_cpu_takes_the_reference(monkeypatch, mode):
+    if mode is None:
+        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+    case = decode_case([5, 17], 4, 2, 16, torch.float32, block_size=4)
+    calls = spy(monkeypatch, "paged_attention_ref")
+    out = paged_attention(case.q, *case.caches, case.meta, case.scale, 3)
+    assert calls == ["paged_attention_ref"]
+    assert torch.equal(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale, 3))
+
+
+def test_forced_triton_without_triton_raises(monkeypatch):
+    monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
+    monkeypatch.setattr("loopcoder.kernels.dispatch.triton_import_error", lambda: "No module named 'triton'")
+    case = decode_case([5, 17], 4, 2, 16, torch.float32, block_size=4)
+    with pytest.raises(KernelUnavailableError, match="LOOPCODER_KERNELS=triton.*paged_attention.*triton is not importable"):
+        paged_attention(case.q, *case.caches, case.meta, case.scale)
+
+
+def test_forced_triton_on_cpu_tensors_raises(monkeypatch):
+    """Whether triton is installed or not: CPU tensors outside the interpreter cannot run it."""
+    monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    case = decode_case([5], 4, 2, 16, torch.float32, block_size=4)
+    with pytest.raises(KernelUnavailableError, match="LOOPCODER_KERNELS=triton"):
+        paged_attention(case.q, *case.caches, case.meta, case.scale)
+
+
+def test_forced_triton_leaves_prefill_on_the_reference(monkeypatch):
+    """No Triton kernel for several query rows per sequence yet: every mode takes the reference."""
+    monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
+    k, v, q = torch.randn(9, 2, 16), torch.randn(9, 2, 16), torch.randn(4, 4, 16)
+    k_cache, v_cache, tables = scattered_cache([k], [v], 4, 4, torch.float32)
+    meta = AttentionMetadata.build(tables, [5], [4], 4)
+    out = paged_attention(q, k_cache, v_cache, meta, 0.25)
+    torch.testing.assert_close(out, naive(q, k, v, range(5, 9), None), atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_mode_raises(monkeypatch):
+    monkeypatch.setenv("LOOPCODER_KERNELS", "cuda")
+    case = decode_case([5], 4, 2, 16, torch.float32, block_size=4)
+    with pytest.raises(KernelUnavailableError, match="expected 'torch' or 'triton'"):
+        paged_attention(case.q, *case.caches, case.meta, case.scale)
+
+
+@pytest.mark.parametrize("programs,span,splits", [(8, 32768, 64), (64, 32768, 8), (256, 32768, 2), (8, 2048, 32),
+                                                  (8, 64, 1), (8, 20, 1), (1024, 32768, 1), (16, 4099, 32)])
+def test_split_count(monkeypatch, programs, span, splits):
+    """About four programs per SM (132 here), a power of two, at least one 64-key tile a split."""
+    monkeypatch.setattr(attention, "_multiprocessors", lambda device: 132)
+    assert attention.decode_splits(programs, span, torch.device("cuda"), 64) == splits
+    assert attention.decode_splits(programs, span, torch.device("cpu"), 64) == 1
+
+
+# --- CUDA -------------------------------------------------------------------------------
+
+RAGGED = [1, 15, 16, 17, 64, 333, 1000, 4099]  # page boundaries at 16, odd lengths, a long one
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("n_rep", [1, 4, 5, 8])
+@pytest.mark.parametrize("window", [None, 1, 20])  # 20 keys straddle two or three 16-token pages
+@pytest.mark.parametrize("splits", [1, 7, None])
+def test_cuda_kernel_matches_reference(dtype, head_dim, n_rep, window, splits):
+    case = decode_case(RAGGED, 2 * n_rep, 2, head_dim, dtype, device="cuda", seed=n_rep)
+    out = torch.full_like(case.q, float("nan"))
+    paged_decode_attention_triton(case.q, *case.caches, case.meta.block_tables, case.meta.positions, max(RAGGED),
+                                  case.scale, window, launch=DecodeLaunch(num_splits=splits), out=out)
+    wide = case.upcast()
+    ref = paged_attention_ref(wide.q, *wide.caches, case.meta, case.scale, window)
+    assert rel_error(out, ref) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("block_size", [1, 5, 16, 32])
+@pytest.mark.parametrize("window", [None, 7, 64])
+def test_cuda_kernel_block_sizes(block_size, window):
+    case = decode_case([1, 6, 64, 65, 700], 40, 8, 128, torch.bfloat16, block_size=block_size, device="cuda")
+    out = paged_decode_attention_triton(case.q, *case.caches, case.meta.block_tables, case.meta.positions, 700,
+                                        case.scale, window)
+    wide = case.upcast()
+    assert rel_error(out, paged_attention_ref(wide.q, *wide.caches, case.meta, case.scale, window)) < 1e-2
+
+
+@cuda
+def test_cuda_kernel_fp16():
+    case = decode_case(RAGGED, 10, 2, 128, torch.float16, device="cuda")
+    out = paged_decode_attention_triton(case.q, *case.caches, case.meta.block_tables, case.meta.positions,
+                                        max(RAGGED), case.scale, 33)
+    wide = case.upcast()
+    assert rel_error(out, paged_attention_ref(wide.q, *wide.caches, case.meta, case.scale, 33)) < REL_ERROR[torch.float16]
+
+
+@cuda
+@pytest.mark.parametrize("mode", [None, "torch", "triton"])
+def test_cuda_dispatch(monkeypatch, mode):
+    if mode is None:
+        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+    calls = spy(monkeypatch, "paged_decode_attention_triton")
+    case = decode_case([7, 300], 8, 2, 64, torch.bfloat16, device="cuda")
+    paged_attention(case.q, *case.caches, case.meta, case.scale)
+    assert calls == ([] if mode == "torch" else ["paged_decode_attention_triton"])
+    # head_dim 8 has no kernel: automatic falls back, forced raises.
+    small = decode_case([7, 300], 8, 2, 8, torch.bfloat16, device="cuda")
+    if mode == "triton":
+        with pytest.raises(KernelUnavailableError, match="head_dim 8"):
+            paged_attention(small.q, *small.caches, small.meta, small.scale)
+    else:
+        paged_attention(small.q, *small.caches, small.meta, small.scale)
