@@ -6,29 +6,30 @@ longest common token prefix, and only the rest is prefilled, in chunks. With
 `params.json_schema` every token is masked to the schema; `generate_json` returns the
 parsed value.
 
-Thread safety: every public method holds one lock, so front ends may call from any
-thread; batching across documents is the scheduler's job (daemon issue).
+Threads: front ends call from any thread, at once. Requests go through `scheduler`,
+which batches every document's work into shared forward steps (continuous batching);
+the caller's thread drives the steps until its request is done.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .config import ModelConfig
 from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
-from .model_runner import ModelRunner, StepInput
+from .model_runner import ModelRunner
 from .models.llama import LlamaForCausalLM
-from .sampling import FinishReason, Sampler, SamplingParams, StopChecker
+from .sampling import FinishReason, SamplingParams
 from .sampling.grammar import GrammarConstraint, GrammarVocab
+from .scheduler import CancelCheck, Priority, Scheduler, StopPredicate, TokenCallback, Work
 from .sessions import DocumentSession, SessionCache
-from .token_healing import TokenTexts, restrict_to
+from .token_healing import TokenTexts
 from .tokenizer import Tokenizer
 
 
@@ -41,7 +42,8 @@ class EngineConfig:
     dtype: torch.dtype = torch.float32
     kv_budget_bytes: int = 1 << 30
     block_size: int = 16
-    prefill_chunk: int = 512
+    prefill_chunk: int = 512  # most prompt tokens of one request in one step
+    step_tokens: int = 512  # most tokens of all requests in one step (decode tokens first)
 
 
 @dataclass
@@ -68,125 +70,18 @@ class GenerationResult:
     timings: Timings = field(default_factory=Timings)
 
 
-TokenCallback = Callable[[int, str], None]  # (token id, text delta that is safe to show)
-CancelCheck = Callable[[], bool]
-StopPredicate = Callable[[str], bool]
+def _never() -> bool:
+    return False
 
 
-@dataclass
-class _Request:
-    params: SamplingParams
-    on_token: TokenCallback | None
-    cancelled: CancelCheck
-    healed_text: str
-    stop_when: StopPredicate | None
-    prompt_ids: list[int]
-    constraint: GrammarConstraint | None
+class EngineAPI:
+    """What front ends call, in process (`Engine`) or across a socket (`engine.client`):
+    `tokenizer`, `model_config.max_position_embeddings`, `generate_for`, `generate_json`,
+    `prefill`, `close` and `stats`."""
 
-
-class Engine:
-    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig()):
-        self.model = model.eval()
-        self.model_config: ModelConfig = model.config
-        self.tokenizer = tokenizer
-        self.config = config
-        cache_cfg = CacheConfig.from_budget(self.model_config, config.kv_budget_bytes, config.block_size, config.dtype)
-        self.cache_config = cache_cfg
-        self.kv = KVCache(self.model_config, cache_cfg.num_blocks, cache_cfg.block_size, cache_cfg.dtype, config.device)
-        self.pool = BlockPool(cache_cfg.num_blocks)
-        self.cache = SessionCache(self.pool, self.kv)
-        self.runner = ModelRunner(model, config.device)
-        self.sessions: dict[str, DocumentSession] = {}
-        self._lock = threading.RLock()
-        self._anonymous = 0
-        self._texts: TokenTexts | None = None
-        self._grammar_vocab: GrammarVocab | None = None
-
-    # -- the stable Python hook -----------------------------------------------------
-
-    def logits(self, token_ids: list[int]) -> torch.Tensor:
-        """Full forward with no cache: float32 logits (len(token_ids), vocab) on the CPU."""
-        ids = self._check_prompt(token_ids)
-        with self._lock:
-            return self.runner.full_logits(ids, self.config.dtype).cpu()
-
-    def generate(self, token_ids: list[int], max_new_tokens: int = 16, temperature: float = 0.0, **params) -> list[int]:
-        """Generated token ids, through the cached (paged, warm) path."""
-        sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, **params)
-        with self._lock:
-            self._anonymous += 1
-            key = f"<generate {self._anonymous}>"
-            try:
-                return self.generate_for(key, token_ids, sampling).token_ids
-            finally:
-                self.close(key)
-
-    # -- documents --------------------------------------------------------------------
-
-    def open(self, key: str) -> DocumentSession:
-        with self._lock:
-            session = self.sessions.get(key)
-            if session is None:
-                session = self.sessions[key] = DocumentSession(key)
-            return session
-
-    def close(self, key: str, keep_cached: bool = True) -> None:
-        """Unpin a document: its blocks stay reusable by hash until evicted.
-
-        keep_cached=False forgets the K/V nothing else shares, so the document's next prompt
-        is computed from scratch (a stateless server; the benchmarks' baseline).
-        """
-        with self._lock:
-            session = self.sessions.pop(key, None)
-            if session is not None:
-                self.cache.release(session, keep_cached)
-
-    def prefill(self, key: str, token_ids: list[int], cancelled: CancelCheck | None = None) -> Usage:
-        """Bring a document's session up to `token_ids` (pre-warming on open or save)."""
-        ids = self._check_prompt(token_ids)
-        with self._lock:
-            usage = Usage(prompt_tokens=len(ids))
-            self._sync(self.open(key), ids, usage, cancelled)
-            return usage
-
-    def sync(self, key: str, token_ids: list[int]) -> torch.Tensor:
-        """Bring a document's session up to `token_ids`; returns the last position's logits (V,)."""
-        ids = self._check_prompt(token_ids)
-        with self._lock:
-            return self._sync(self.open(key), ids, Usage(prompt_tokens=len(ids)), None).cpu()
-
-    def generate_for(
-        self,
-        key: str,
-        token_ids: list[int],
-        params: SamplingParams,
-        on_token: TokenCallback | None = None,
-        cancelled: CancelCheck | None = None,
-        *,
-        healed_text: str = "",
-        stop_when: StopPredicate | None = None,
-    ) -> GenerationResult:
-        """Generate for document `key`, reusing its warm K/V; stops on eos, stop strings, length or cancel.
-
-        `healed_text`: the text of a prompt token the caller dropped (token healing); the
-        first generated token must start with it, and it is cut from the output.
-        `stop_when(text)`: called with the text so far after each token; True stops.
-        `params.json_schema`: only tokens the schema allows are sampled, and generation
-        stops once the JSON value is complete.
-        """
-        ids = self._check_prompt(token_ids, params.max_new_tokens)
-        cancelled = cancelled or (lambda: False)
-        with self._lock:
-            start = time.perf_counter()
-            constraint = self._json_constraint(params, healed_text)
-            session = self.open(key)
-            result = GenerationResult([], "", FinishReason.CANCELLED, Usage(prompt_tokens=len(ids)))
-            logits = self._sync(session, ids, result.usage, cancelled)
-            result.timings.prefill_s = time.perf_counter() - start
-            if logits is not None:
-                request = _Request(params, on_token, cancelled, healed_text, stop_when, ids, constraint)
-                self._decode(session, logits, request, start, result)
-            return result
+    def generate_for(self, key: str, token_ids: list[int], params: SamplingParams, on_token=None, cancelled=None,
+                     **kwargs: Any) -> GenerationResult:
+        raise NotImplementedError
 
     def generate_json(self, key: str, token_ids: list[int], schema: dict, params: SamplingParams | None = None,
                       **kwargs: Any) -> tuple[Any, GenerationResult]:
@@ -210,76 +105,118 @@ class Engine:
             raise IncompleteOutputError(f"JSON output incomplete: a stop string or stop_when ended generation "
                                         f"{generated}") from exc
 
+
+class Engine(EngineAPI):
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig()):
+        self.model = model.eval()
+        self.model_config: ModelConfig = model.config
+        self.tokenizer = tokenizer
+        self.config = config
+        cache_cfg = CacheConfig.from_budget(self.model_config, config.kv_budget_bytes, config.block_size, config.dtype)
+        self.cache_config = cache_cfg
+        self.kv = KVCache(self.model_config, cache_cfg.num_blocks, cache_cfg.block_size, cache_cfg.dtype, config.device)
+        self.pool = BlockPool(cache_cfg.num_blocks)
+        self.cache = SessionCache(self.pool, self.kv)
+        self.runner = ModelRunner(model, config.device)
+        self.sessions: dict[str, DocumentSession] = {}
+        self._lock = threading.RLock()
+        self.scheduler = Scheduler(self)
+        self.demotions = 0  # idle documents whose pages were taken for other work
+        self._anonymous = 0
+        self._texts: TokenTexts | None = None
+        self._grammar_vocab: GrammarVocab | None = None
+
+    # -- the stable Python hook -----------------------------------------------------
+
+    def logits(self, token_ids: list[int]) -> torch.Tensor:
+        """Full forward with no cache: float32 logits (len(token_ids), vocab) on the CPU."""
+        ids = self._check_prompt(token_ids)
+        with self._lock:
+            return self.runner.full_logits(ids, self.config.dtype).cpu()
+
+    def generate(self, token_ids: list[int], max_new_tokens: int = 16, temperature: float = 0.0, **params) -> list[int]:
+        """Generated token ids, through the cached (paged, warm) path."""
+        sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, **params)
+        with self._lock:
+            self._anonymous += 1
+            key = f"<generate {self._anonymous}>"
+        try:
+            return self.generate_for(key, token_ids, sampling).token_ids
+        finally:
+            self.close(key)
+
+    # -- documents --------------------------------------------------------------------
+
+    def open(self, key: str) -> DocumentSession:
+        with self._lock:
+            session = self.sessions.get(key)
+            if session is None:
+                session = self.sessions[key] = DocumentSession(key)
+            return session
+
+    def close(self, key: str, keep_cached: bool = True) -> None:
+        """Unpin a document: its blocks stay reusable by hash until evicted.
+
+        keep_cached=False forgets the K/V nothing else shares, so the document's next prompt
+        is computed from scratch (a stateless server; the benchmarks' baseline).
+        """
+        with self._lock:
+            self.scheduler.cancel_key(key)
+            session = self.sessions.pop(key, None)
+            if session is not None:
+                self.cache.release(session, keep_cached)
+
+    def prefill(self, key: str, token_ids: list[int], cancelled: CancelCheck | None = None, *,
+                priority: Priority = Priority.BACKGROUND, client: str = "") -> Usage:
+        """Bring a document's session up to `token_ids` (pre-warming on open or save)."""
+        ids = self._check_prompt(token_ids)
+        work = self._run(Work(key, ids, GenerationResult([], "", FinishReason.STOP, Usage(prompt_tokens=len(ids))),
+                              priority=priority, client=client, cancelled=cancelled or _never))
+        return work.result.usage
+
+    def sync(self, key: str, token_ids: list[int]) -> torch.Tensor:
+        """Bring a document's session up to `token_ids`; returns the last position's logits (V,)."""
+        ids = self._check_prompt(token_ids)
+        work = self._run(Work(key, ids, GenerationResult([], "", FinishReason.STOP, Usage(prompt_tokens=len(ids))),
+                              want_logits=True))
+        return work.logits.cpu()
+
+    def generate_for(
+        self,
+        key: str,
+        token_ids: list[int],
+        params: SamplingParams,
+        on_token: TokenCallback | None = None,
+        cancelled: CancelCheck | None = None,
+        *,
+        healed_text: str = "",
+        stop_when: StopPredicate | None = None,
+        priority: Priority = Priority.INTERACTIVE,
+        client: str = "",
+    ) -> GenerationResult:
+        """Generate for document `key`, reusing its warm K/V; stops on eos, stop strings, length or cancel.
+
+        `healed_text`: the text of a prompt token the caller dropped (token healing); the
+        first generated token must start with it, and it is cut from the output.
+        `stop_when(text)`: called with the text so far after each token; True stops.
+        `params.json_schema`: only tokens the schema allows are sampled, and generation
+        stops once the JSON value is complete.
+        `priority`, `client`: the scheduler's order (see engine.scheduler).
+        """
+        ids = self._check_prompt(token_ids, params.max_new_tokens)
+        constraint = self._json_constraint(params, healed_text)
+        result = GenerationResult([], "", FinishReason.CANCELLED, Usage(prompt_tokens=len(ids)))
+        work = Work(key, ids, result, params, priority, client, on_token, cancelled or _never, healed_text,
+                    stop_when, constraint)
+        return self._run(work).result
+
     # -- internals ----------------------------------------------------------------------
 
-    def _sync(self, session: DocumentSession, ids: list[int], usage: Usage, cancelled: CancelCheck | None) -> torch.Tensor | None:
-        """Prefill what `session` lacks of `ids`; returns the last position's logits (V,)."""
-        kept = self.cache.plan(session, ids)
-        usage.cached_tokens = kept
-        self.cache.reserve(session, len(ids))
-        logits = None
-        for begin in range(kept, len(ids), self.config.prefill_chunk):
-            if cancelled is not None and cancelled():
-                return None
-            chunk = ids[begin : begin + self.config.prefill_chunk]
-            logits = self.runner.step([StepInput(session.block_table, session.num_tokens, chunk)], self.kv)[0]
-            self.cache.commit(session, chunk)
-            usage.prefill_tokens += len(chunk)
-        return logits
-
-    def _decode(self, session: DocumentSession, logits: torch.Tensor, request: _Request, start: float,
-                result: GenerationResult) -> None:
-        """Sample until a stop; fills `result`'s tokens, text, finish reason, usage and timings."""
-        params = request.params
-        sampler = Sampler(params)
-        eos = self.tokenizer.eos_ids if self.tokenizer is not None else self.model_config.eos_token_ids
-        stopper = StopChecker(params, eos)
-        decoder = self.tokenizer.stream_decoder(request.prompt_ids) if self.tokenizer is not None else None
-        to_cut = len(request.healed_text)
-        if to_cut:
-            logits = restrict_to(logits, self._token_texts().with_prefix(request.healed_text))
-        tokens: list[int] = []
-        text_parts: list[str] = []
-        first_token_s = 0.0
-        reason = FinishReason.LENGTH
-        constraint = request.constraint
-        while True:
-            if request.cancelled():
-                reason = FinishReason.CANCELLED
-                break
-            token = sampler.sample(logits if constraint is None else constraint.mask(logits))
-            if not first_token_s:
-                first_token_s = time.perf_counter() - start
-            # A schema decides the end itself: its end-of-sequence stops even with ignore_eos.
-            if stopper.check_token(token) or (constraint is not None and constraint.is_end(token)):
-                reason = FinishReason.STOP
-                break
-            if constraint is not None:
-                constraint.consume(token)
-            tokens.append(token)
-            delta = decoder.push(token) if decoder is not None else ""
-            if to_cut:
-                cut = min(to_cut, len(delta))
-                delta, to_cut = delta[cut:], to_cut - cut
-            shown, stop_string_hit = stopper.feed(delta)
-            self._emit(request.on_token, token, shown, text_parts)
-            complete = constraint is not None and constraint.done  # the JSON value is complete
-            if (stop_string_hit or complete
-                    or (request.stop_when is not None and shown and request.stop_when("".join(text_parts)))):
-                reason = FinishReason.STOP
-                break
-            if len(tokens) == params.max_new_tokens:
-                break
-            self.cache.reserve(session, session.num_tokens + 1)
-            logits = self.runner.step([StepInput(session.block_table, session.num_tokens, [token])], self.kv)[0]
-            self.cache.commit(session, [token])
-        if not stopper.stopped:  # no stop string cut the text: emit what was held back
-            tail = decoder.flush() if decoder is not None else ""
-            shown, _ = stopper.feed(tail[to_cut:])
-            self._emit(request.on_token, None, shown + (stopper.flush() if not stopper.stopped else ""), text_parts)
-        result.token_ids, result.text, result.finish_reason = tokens, "".join(text_parts), reason
-        result.usage.generated_tokens = len(tokens)
-        result.timings.first_token_s, result.timings.total_s = first_token_s, time.perf_counter() - start
+    def _run(self, work: Work) -> Work:
+        with self._lock:
+            self.scheduler.submit(work)
+        self.scheduler.drive(work)
+        return work
 
     def _json_constraint(self, params: SamplingParams, healed_text: str) -> GrammarConstraint | None:
         """The request's grammar matcher; raises on a bad combination before any model work."""
@@ -300,13 +237,6 @@ class Engine:
                 raise TokenizerError("token healing needs a tokenizer")
             self._texts = TokenTexts(self.tokenizer, self.model_config.vocab_size)
         return self._texts
-
-    @staticmethod
-    def _emit(on_token: TokenCallback | None, token: int | None, text: str, parts: list[str]) -> None:
-        if text:
-            parts.append(text)
-        if on_token is not None and (text or token is not None):
-            on_token(-1 if token is None else token, text)
 
     def _check_prompt(self, token_ids, max_new_tokens: int = 0) -> list[int]:
         if isinstance(token_ids, torch.Tensor):
@@ -340,4 +270,10 @@ class Engine:
                 "evictions": self.pool.evictions,
                 "kv_bytes": self.kv.nbytes,
                 "kv_bytes_per_token": self.model_config.kv_bytes_per_token(dtype_bytes),
+                "demotions": self.demotions,
+                "queue_depth": self.scheduler.queue_depth,
+                "running": len(self.scheduler.running),
+                "steps": self.scheduler.steps,
+                "batched_tokens": self.scheduler.batched_tokens,
+                "max_batch_seqs": self.scheduler.max_batch_seqs,
             }

@@ -40,3 +40,11 @@ class IncompleteOutputError(LoopcoderError):
 
 class ConstrainedDecodingError(LoopcoderError):
     """The grammar of a constrained request failed mid-generation: it rejected a token, or allows none."""
+
+
+class InternalError(LoopcoderError):
+    """A bug in loopcoder: the request fails with this rather than hanging."""
+
+
+class EngineUnavailableError(LoopcoderError):
+    """The engine daemon cannot be reached, or the connection broke while a request was in flight."""

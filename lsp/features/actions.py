@@ -21,6 +21,7 @@ from typing import Any, Callable
 from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
 from loopcoder.engine.errors import CancelledError, InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import FinishReason, SamplingParams
+from loopcoder.engine.scheduler import Priority
 
 SEVERITIES = ("error", "warning", "info")
 CATEGORIES = ("security", "correctness", "performance", "style")
@@ -240,7 +241,7 @@ def review(engine: Engine, key: str, text: str, span: Span | None = None, langua
                                  examples=REVIEW_EXAMPLES), options, "this review")
     schema = finding_schema(span.first + 1, span.last + 1)
     result = engine.generate_for(f"{key}#review", ids, _params(options, schema), cancelled=cancelled,
-                                 on_token=_on_token(progress))
+                                 on_token=_on_token(progress), priority=Priority.ACTION)
     if result.finish_reason is FinishReason.CANCELLED:
         raise CancelledError(f"the review was cancelled after {len(result.token_ids)} tokens")
     complete = result.finish_reason is not FinishReason.LENGTH
@@ -397,7 +398,7 @@ def _chat(engine: Engine, key: str, ids: list[int], options: ActionOptions, canc
           progress: Progress | None, max_new_tokens: int | None = None) -> GenerationResult:
     tokens = min(options.max_new_tokens, max_new_tokens or options.max_new_tokens)
     return engine.generate_for(key, ids, _params(options, max_new_tokens=tokens), on_token=_on_token(progress),
-                               cancelled=cancelled)
+                               cancelled=cancelled, priority=Priority.ACTION)
 
 
 def _selected(text: str, span: Span | None) -> tuple[str, str]:
@@ -464,7 +465,7 @@ def edit(engine: Engine, key: str, text: str, start: int, end: int, instruction:
         raise InvalidRequestError(f"the selection is too long to rewrite with this model ({len(code)} characters): select less")
     schema = {**EDIT_SCHEMA, "properties": {"code": {"type": "string", "maxLength": max_chars}}}
     value, _ = engine.generate_json(f"{key}#edit", ids, schema, _params(options, max_new_tokens=max_chars + 16),
-                                    cancelled=cancelled, on_token=_on_token(progress))
+                                    cancelled=cancelled, on_token=_on_token(progress), priority=Priority.ACTION)
     rewritten = value["code"]
     # Keep the selection's own trailing newline: models drop it, and the next line would join this one.
     if code.endswith("\n") and not rewritten.endswith("\n"):

@@ -29,12 +29,13 @@ def tiny_config(model_type: str = "llama", **overrides) -> ModelConfig:
 
 
 def tiny_engine(model_type: str = "llama", *, block_size: int = 4, prefill_chunk: int = 7,
-                kv_budget_bytes: int = 1 << 22, seed: int = 0, std: float = 0.2, **overrides) -> Engine:
+                kv_budget_bytes: int = 1 << 22, seed: int = 0, std: float = 0.2, step_tokens: int = 512,
+                **overrides) -> Engine:
     model = random_model(tiny_config(model_type, **overrides), seed=seed)
     if std != 0.02:
         model.init_random(seed, std)  # larger weights: logits that actually depend on the input
     return Engine(model, None, EngineConfig(kv_budget_bytes=kv_budget_bytes, block_size=block_size,
-                                            prefill_chunk=prefill_chunk))
+                                            prefill_chunk=prefill_chunk, step_tokens=step_tokens))
 
 
 def golden_engine(golden_dir, **engine_kwargs) -> Engine:

@@ -61,14 +61,26 @@ def test_budget_too_small_for_one_block():
         CacheConfig.from_budget(tiny_config(), 100, 16, torch.float32)
 
 
-def test_kv_budget_exhausted_raises_and_loses_nothing():
+def test_kv_budget_short_takes_pages_from_idle_documents():
     engine = tiny_engine("llama", block_size=4, kv_budget_bytes=10 * 4 * tiny_config().kv_bytes_per_token(4))
     assert engine.pool.num_blocks == 10
     ok = list(range(1, 30))
     before = engine.sync("a", ok)
+    engine.sync("b", list(range(2, 40)))  # needs 10 blocks, 2 are free: open but idle "a" gives its pages up
+    assert engine.demotions == 1 and not engine.sessions["a"].block_table
+    torch.testing.assert_close(engine.sync("a", ok), before)  # recomputed, the same
+
+
+def test_kv_budget_exhausted_raises_and_loses_nothing():
+    engine = tiny_engine("llama", block_size=4, kv_budget_bytes=10 * 4 * tiny_config().kv_bytes_per_token(4))
+    ok = list(range(1, 30))
+    before = engine.sync("a", ok)
+    table = list(engine.sessions["a"].block_table)
     with pytest.raises(KVCacheOutOfMemoryError, match="KV cache full"):
-        engine.sync("b", list(range(2, 40)))  # needs 10 blocks, 2 are free
+        engine.sync("b", list(range(2, 50)))  # 12 blocks: more than the pool, so nobody's pages are taken
+    assert engine.sessions["a"].block_table == table and engine.demotions == 0
     torch.testing.assert_close(engine.sync("a", ok), before)  # document a is intact
+    assert engine.sync("a", ok + [5]).shape == before.shape  # and the engine goes on working
     engine.close("b")
     engine.close("a")
     engine.sync("b", list(range(2, 40)))  # fits once a is closed: its blocks are evicted
