@@ -11,7 +11,7 @@ NEOVIM_07 := $(VENV)/neovim-0.7
 NEOVIM_07_STAMP := $(NEOVIM_07)/.installed
 NEOVIM_012_STAMP := $(VENV)/.neovim-0.12-installed
 
-.PHONY: venv neovims test demo bench bench-lsp bench-peers wheel-check clean
+.PHONY: venv neovims test test-peers demo bench bench-lsp bench-peers wheel-check clean
 
 venv: $(STAMP)
 
@@ -59,7 +59,12 @@ bench-lsp: $(STAMP)
 
 # llama.cpp's Python binding, the peer the CPU benchmark compares against (compiles ~10 min).
 bench-peers: $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install llama-cpp-python
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install llama-cpp-python 'sse-starlette>=2' 'starlette-context>=0.3' 'pydantic-settings>=2'
+
+# The remote backend against a server nobody here wrote: llama-cpp-python's OpenAI server
+# serving the default GGUF (the default suite tests it against loopcoder's own HTTP API).
+test-peers: bench-peers
+	$(PY) -m pytest -q tests/engine/test_remote.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

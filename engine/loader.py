@@ -153,6 +153,17 @@ def _open_gguf(path: Path) -> _Source:
     return _Source(config, tokenizer, iter_gguf_tensors(reader, config), len(reader.tensors), low_bit)
 
 
+def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
+    """Only the tokenizer of a model: a Hugging Face directory, a .gguf file, or None for
+    the embedded default (remote backends build prompts with it; no weights are read)."""
+    path = default_model_path() if path is None else Path(path).expanduser()
+    if path.is_dir():
+        return Tokenizer.from_pretrained_dir(path)
+    if path.is_file():
+        return Tokenizer.from_gguf_metadata(read_gguf_metadata(open_gguf(path)))
+    raise ModelLoadError(f"tokenizer path {path} does not exist (expected a model directory or a .gguf file)")
+
+
 def _progress(items: Iterator, total: int, desc: str, enabled: bool) -> Iterator:
     if not enabled:
         return items

@@ -122,6 +122,20 @@ class Tokenizer:
                    extra_eos_ids=[i for i in extra if i is not None],
                    chat_template=meta.get("tokenizer.chat_template"))
 
+    def to_state(self) -> dict[str, Any]:
+        """Plain values that rebuild this tokenizer elsewhere (the daemon sends them to clients)."""
+        return {"tokenizer_json": self.hf.to_str(), "bos_token": self.bos_token, "eos_token": self.eos_token,
+                "eos_ids": list(self.eos_ids), "chat_template": self._template_source}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "Tokenizer":
+        try:
+            hf = HFTokenizer.from_str(state["tokenizer_json"])
+        except Exception as exc:
+            raise TokenizerError(f"the engine sent a tokenizer that does not load: {exc}") from None
+        return cls(hf, bos_token=state.get("bos_token"), eos_token=state.get("eos_token"),
+                   extra_eos_ids=state.get("eos_ids") or (), chat_template=state.get("chat_template"))
+
     # --- vocabulary -----------------------------------------------------------------
 
     @property

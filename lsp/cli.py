@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
     comp.add_argument("--single-line", action="store_true", help="stop at the end of the line")
     comp.add_argument("--show-prompt-tail", action="store_true", help="show the lines before the cursor too")
+    from loopcoder.lsp.features.engine_loading import add_backend_arguments
+
+    add_backend_arguments(comp)
 
     lsp = sub.add_parser("lsp", help="run the language server (stdio unless --tcp); options are defaults "
                                      "that the client's initializationOptions override")
@@ -67,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     lsp.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
     lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout")
     lsp.add_argument("--no-prewarm", action="store_true", help="do not prefill documents on open and save")
+    lsp.add_argument("--backend", default="local", choices=("local", "inprocess", "openai", "tgi"),
+                     help="local: the shared engine daemon, started when none runs (default); "
+                          "inprocess: load the model into this server; openai / tgi: a remote server at --url")
+    lsp.add_argument("--socket", default=None, help="the engine daemon's unix socket (default: as for `loopcoder engine`)")
+    lsp.add_argument("--url", default=None, help="the remote server's base URL for --backend openai / tgi")
+    lsp.add_argument("--api-key", default=None, help="bearer token for the remote server (default: $LOOPCODER_API_KEY)")
+    lsp.add_argument("--tokenizer", default=None, help="the remote model's tokenizer: its directory or .gguf")
 
     demo = sub.add_parser("demo", help="start `loopcoder lsp` and drive it as an editor does: ghost text, "
                                        "a review with quick fixes, a hint")
@@ -74,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     from loopcoder.lsp.demo import add_arguments
 
     add_arguments(demo)
+
+    eng = sub.add_parser("engine", help="the engine daemon: run it in the foreground, or start|stop|status")
+    eng.add_argument("action", nargs="?", choices=("start", "stop", "status"),
+                     help="start: detached, in the background; stop; status: a table. None: run in the foreground")
+    _add_model_args(eng)
+    eng.add_argument("--socket", type=Path, default=None,
+                     help="unix socket path (default: $XDG_RUNTIME_DIR/loopcoder/engine.sock or "
+                          "/tmp/loopcoder-UID/engine.sock; env LOOPCODER_SOCKET)")
+    eng.add_argument("--idle-timeout", type=float, default=0.0,
+                     help="exit after this many seconds without a client (default: 0, never)")
+    eng.add_argument("--kv-budget", type=str, default=None, help="KV cache size, e.g. 2GiB (default: the engine's)")
+    eng.add_argument("--http", metavar="HOST:PORT", default=None,
+                     help="also serve the HTTP API (TGI and OpenAI shapes, docs/api.md), e.g. 127.0.0.1:8080; "
+                          "an address off loopback needs --http-token-file")
+    eng.add_argument("--http-token-file", type=Path, default=None,
+                     help="a file holding the bearer token every HTTP request but /health must carry")
+
+    status = sub.add_parser("status", help="the running engine: model, device, memory, documents, clients, latency")
+    status.add_argument("--socket", type=Path, default=None, help="unix socket path (as for `loopcoder engine`)")
 
     evaluate = sub.add_parser("eval", help="HumanEval pass@1 (generation, single- and multi-line infilling) of the "
                                            "completions an editor gets, each run in a sandbox")
@@ -102,14 +131,39 @@ def _load(args: argparse.Namespace):
     import torch
 
     from loopcoder.engine import load_model
+    from loopcoder.engine.errors import LoopcoderError, ModelLoadError
 
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    engine = load_model(args.model, device=args.device, dtype=dtype, quant=args.quant, progress=sys.stderr.isatty())
+    kv_budget = parse_size(getattr(args, "kv_budget", None))
+    try:
+        engine = load_model(args.model, device=args.device, dtype=dtype, quant=args.quant, progress=sys.stderr.isatty(),
+                            kv_budget_bytes=kv_budget)
+    except LoopcoderError:
+        raise
+    except (RuntimeError, AssertionError, ValueError, OSError) as e:  # torch's "no CUDA", a bad device string
+        raise ModelLoadError(f"could not load the model on device {args.device!r}: {e}") from e
     logging.getLogger("loopcoder").info("model loaded in %.2f s", time.perf_counter() - started)
     return engine
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
+               "g": 1 << 30, "gib": 1 << 30, "gb": 10**9}
+
+
+def parse_size(text: str | None) -> int | None:
+    """'2GiB', '512MiB', '1.5G', '1000000' -> bytes; None -> None."""
+    from loopcoder.engine.errors import InvalidRequestError
+
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise InvalidRequestError(f"size {text!r} is not understood: use e.g. 512MiB or 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
 def _quant_kinds(model) -> set[str]:
@@ -201,7 +255,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidRequestError(f"cannot read {args.file}: {e}") from None
     offset = offset_of(text, args.line, args.col)
-    engine = _load(args)
+    from loopcoder.lsp.features.engine_loading import engine_for_args
+
+    engine = engine_for_args(args, lambda: _load(args))
     options = CompletionOptions(max_new_tokens=args.max_tokens, multiline=not args.single_line, temperature=args.temperature)
     completion = complete(engine, args.file.resolve().as_uri(), text, offset, options)
     if args.show_prompt_tail:
@@ -225,7 +281,9 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     settings = ServerSettings(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-                              max_tokens=args.max_tokens, temperature=args.temperature, prewarm=not args.no_prewarm)
+                              max_tokens=args.max_tokens, temperature=args.temperature, prewarm=not args.no_prewarm,
+                              backend=args.backend, socket=args.socket, threads=args.threads or 0, url=args.url,
+                              api_key=args.api_key, tokenizer=args.tokenizer)
     server = build_server(settings)
     if args.tcp is None:
         server.start_io()  # stdout is the protocol channel: logging goes to stderr only
@@ -234,6 +292,104 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise InvalidRequestError(f"--tcp wants HOST:PORT, e.g. 127.0.0.1:2087, not {args.tcp!r}")
     server.start_tcp(host, int(port))
+    return 0
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    from loopcoder.engine.daemon import default_socket_path
+
+    return args.socket or default_socket_path()
+
+
+def _model_argv(args: argparse.Namespace) -> tuple[str, ...]:
+    argv = ["--device", args.device, "--dtype", args.dtype, "--quant", args.quant]
+    if args.model:
+        argv += ["--model", str(Path(args.model).resolve())]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.kv_budget:
+        argv += ["--kv-budget", args.kv_budget]
+    if getattr(args, "http", None):
+        argv += ["--http", args.http]
+    if getattr(args, "http_token_file", None):
+        argv += ["--http-token-file", str(Path(args.http_token_file).resolve())]
+    return tuple(argv)
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from loopcoder.engine import daemon
+    from loopcoder.engine.client import AutoStart, DaemonClient
+    from loopcoder.engine.errors import EngineUnavailableError, InvalidRequestError
+
+    path = _socket(args)
+    if args.action == "status":
+        return cmd_status(args)
+    if args.action == "stop":
+        try:
+            client = DaemonClient(path, client_name="loopcoder engine stop")
+        except EngineUnavailableError:
+            print(f"no engine is running on {path}")
+            return 0
+        pid = client.stats().get("pid")
+        client.shutdown()
+        deadline = time.monotonic() + 30
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(f"engine stopped (pid {pid})")
+        return 0
+    if args.action == "start":
+        client = DaemonClient(path, client_name="loopcoder engine start",
+                              autostart=AutoStart(_model_argv(args), idle_timeout_s=args.idle_timeout))
+        stats = client.stats()
+        print(f"engine running: pid {stats['pid']}, model {stats['model'] or '(default)'}, socket {path}")
+        return 0
+    http = token = None
+    if args.http:  # checked before the model loads: a bad address fails at once
+        from loopcoder.engine.http import check_bind, parse_address, read_token_file
+
+        http = parse_address(args.http)
+        token = read_token_file(args.http_token_file) if args.http_token_file else None
+        check_bind(http[0], token)
+    elif args.http_token_file:
+        raise InvalidRequestError("--http-token-file needs --http HOST:PORT")
+    engine = _load(args)
+    name = str(args.model) if args.model else "SmolLM2-135M-Instruct (embedded default)"
+    where = f"{path}" + (f" and http://{args.http}" if http else "")
+    print(f"loopcoder engine: {name} on {args.device}, listening on {where}", file=sys.stderr, flush=True)
+    daemon.run(engine, path, model_name=name, model_path=str(Path(args.model).resolve()) if args.model else "",
+               idle_timeout_s=args.idle_timeout or None, http=http, http_token=token)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from loopcoder.engine.client import DaemonClient
+    from loopcoder.engine.errors import EngineUnavailableError
+
+    path = _socket(args)
+    try:
+        stats = DaemonClient(path, client_name="loopcoder status").stats()
+    except EngineUnavailableError as e:
+        print(f"loopcoder: {e}", file=sys.stderr)
+        return 1
+
+    def ms(seconds):
+        return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+    kv_used = (stats["blocks_total"] - stats["blocks_free"]) * stats["block_size"] * stats["kv_bytes_per_token"]
+    _print_rows([
+        ("model", stats["model"] or "(default)"),
+        ("device", f"{stats['device']} ({stats['dtype'].removeprefix('torch.')})"),
+        ("memory (KV cache)", f"{_human(kv_used)} of {_human(stats['kv_bytes'])} in use; "
+                              f"{stats['blocks_cached']} blocks cached for reuse"),
+        ("warm documents", str(stats["sessions"])),
+        ("connected clients", f"{len(stats['clients']) - 1}"
+                              + (f": {', '.join(c for c in stats['clients'] if not c.startswith('loopcoder status'))}"
+                                 if len(stats["clients"]) > 1 else "")),
+        ("recent latency (p50)", f"first token {ms(stats['first_token_p50_s'])}, whole request "
+                                 f"{ms(stats['total_p50_s'])} over {stats['requests']} requests"),
+        ("queue", f"{stats['running']} running, {stats['queue_depth']} waiting"),
+        ("process", f"pid {stats['pid']}, up {stats['uptime_s']:.0f} s, socket {path}"),
+    ])
     return 0
 
 
@@ -253,7 +409,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from loopcoder.lsp.eval import command as eval_command
 
-    return eval_command.run(args, lambda: _load(args))
+    from loopcoder.lsp.features.engine_loading import engine_for_args
+
+    return eval_command.run(args, lambda: engine_for_args(args, lambda: _load(args)))
 
 
 def _report(result) -> None:
@@ -279,7 +437,7 @@ def _human(n: int) -> str:
 
 
 COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp, "demo": cmd_demo,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "engine": cmd_engine, "status": cmd_status}
 
 if __name__ == "__main__":
     sys.exit(main())

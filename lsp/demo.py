@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -197,7 +198,10 @@ async def hint(client: DemoClient, path: Path) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     client = DemoClient()
-    command = [sys.executable, "-m", "loopcoder.lsp.cli", "lsp", *args.server_args]
+    # The server starts an engine daemon of the demo's own (not the user's), stopped at the end.
+    scratch = tempfile.TemporaryDirectory(prefix="loopcoder-demo-")
+    socket_path = Path(scratch.name) / "engine.sock"
+    command = [sys.executable, "-m", "loopcoder.lsp.cli", "lsp", *args.server_args, "--socket", str(socket_path)]
     started = time.perf_counter()
     await client.start_io(*command)
     exited = False
@@ -208,7 +212,8 @@ async def run(args: argparse.Namespace) -> int:
             STEP_TIMEOUT_S)
         client.initialized(types.InitializedParams())
         info = init.server_info
-        print(f"started `{' '.join(command[1:])}` ({info.name} {info.version}) in {time.perf_counter() - started:.1f} s")
+        print(f"started `{' '.join(command[1:])}` ({info.name} {info.version}) in {time.perf_counter() - started:.1f} s;\n"
+              f"it starts the engine daemon on {socket_path} on first use (`loopcoder status --socket {socket_path}`)")
         examples = args.examples
         await inline_completion(client, examples / "demo.py", 14, 4)
         await review(client, examples / "flask_app.py")
@@ -222,8 +227,26 @@ async def run(args: argparse.Namespace) -> int:
         raise
     finally:
         await _stop(client, exited)
+        _stop_engine(socket_path)
+        scratch.cleanup()
     print(f"\ndone in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _stop_engine(socket_path: Path) -> None:
+    from loopcoder.engine.client import DaemonClient
+    from loopcoder.engine.errors import LoopcoderError
+
+    if not socket_path.exists():
+        return
+    try:
+        client = DaemonClient(socket_path, client_name="loopcoder demo")
+        stats = client.stats()
+        print(f"\nengine daemon: {stats['requests']} requests, first token p50 "
+              f"{(stats['first_token_p50_s'] or 0) * 1000:.0f} ms, {stats['prefix_hits']} prefix-cache block hits; stopping it")
+        client.shutdown()
+    except LoopcoderError as exc:
+        print(f"could not stop the demo's engine daemon: {exc}", file=sys.stderr)
 
 
 async def _stop(client: DemoClient, exited: bool, grace_s: float = 10) -> None:

@@ -165,7 +165,7 @@ def shutdown(ls: LoopcoderServer, params: None) -> None:
         ls._scratch.cleanup()
 
 
-ENGINE_KEYS = ("model", "device", "dtype", "quant", "backend")  # a change of any of these loads the model anew
+ENGINE_KEYS = ("model", "device", "dtype", "quant", "backend", "socket", "threads", "url", "api_key", "tokenizer")  # a change of any of these loads the model anew
 
 
 def apply_settings(ls: LoopcoderServer, options: Any) -> None:

@@ -26,3 +26,24 @@ def default_engine():
     from loopcoder.engine import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_engine_socket(tmp_path_factory):
+    """Every `loopcoder lsp` a test starts shares one engine daemon on a socket of this test
+    run (never the user's own); it is stopped when the run ends."""
+    path = tmp_path_factory.mktemp("engine-socket") / "engine.sock"
+    old = os.environ.get("LOOPCODER_SOCKET")
+    os.environ["LOOPCODER_SOCKET"] = str(path)
+    yield path
+    if path.exists():
+        from loopcoder.engine.client import DaemonClient
+
+        try:
+            DaemonClient(path, client_name="pytest teardown").shutdown()
+        except Exception:
+            pass
+    if old is None:
+        os.environ.pop("LOOPCODER_SOCKET", None)
+    else:
+        os.environ["LOOPCODER_SOCKET"] = old

@@ -168,6 +168,21 @@ def sample_batch(logits: torch.Tensor, samplers: list[Sampler]) -> list[int]:
     return tokens
 
 
+@dataclass(frozen=True)
+class DedentStop:
+    """Stop once a generated line, after the first, starts left of column `indent`: the
+    block at the cursor is over. `line_start` is the text of the cursor's line before the
+    generated text. A plain value, so it crosses the daemon's wire (unlike a callable)."""
+
+    indent: int
+    line_start: str = ""
+
+    def __call__(self, generated: str) -> bool:
+        lines = (self.line_start + generated).split("\n")
+        # The last line may still be growing its indentation: only whole lines count.
+        return any(line.strip() and len(line) - len(line.lstrip(" \t")) < self.indent for line in lines[1:-1])
+
+
 class StopChecker:
     """Detects the end of one request, by token id or by stop string in streamed text.
 

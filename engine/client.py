@@ -1,0 +1,314 @@
+"""The one interface front ends use: an `Engine` in process, or the daemon across its socket.
+
+`DaemonClient` has the `EngineAPI` methods of `Engine` (generate_for, generate_json,
+prefill, close, stats, plus `tokenizer` and `model_config`) and speaks `engine.protocol`
+to `loopcoder engine`. It is thread-safe: each call is one request on the shared
+connection, and a reader thread routes the answers to their callers.
+
+- `cancelled()` is polled while a request waits; the first True sends a `cancel`.
+- `on_token` gets the streamed chunks on the caller's thread.
+- A broken connection fails every request in flight with EngineUnavailableError at
+  once (never a hang); the next call reconnects, starting the daemon if `autostart` is
+  set, and re-sends the documents this client had (their last prompts, prefilled in the
+  background) so the warm state comes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine import EngineAPI, GenerationResult, Timings, Usage
+from .errors import EngineUnavailableError, InvalidRequestError
+from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
+from .sampling import DedentStop, FinishReason, SamplingParams
+from .scheduler import Priority
+from .tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02  # how often a waiting caller checks its cancel flag
+_LOST = object()  # queued to every waiter when the connection breaks
+
+
+@dataclass(frozen=True)
+class RemoteModelConfig:
+    """The model facts front ends need, as the daemon reports them."""
+
+    model_type: str
+    vocab_size: int
+    max_position_embeddings: int
+    name: str = ""
+    device: str = ""
+    dtype: str = ""
+
+
+@dataclass(frozen=True)
+class AutoStart:
+    """How to start the daemon when none answers: `loopcoder engine` with these arguments."""
+
+    args: tuple[str, ...] = ()  # e.g. ("--model", path, "--device", "cpu")
+    idle_timeout_s: float = 600.0
+    ready_timeout_s: float = 300.0  # model loading included
+    log_path: Path | None = None
+
+
+@dataclass
+class _Pending:
+    answers: queue.Queue = field(default_factory=queue.Queue)
+
+
+class DaemonClient(EngineAPI):
+    def __init__(self, socket_path: str | Path, *, client_name: str = "", autostart: AutoStart | None = None,
+                 connect_timeout_s: float = 5.0) -> None:
+        self.socket_path = Path(socket_path)
+        self.client_name = client_name or f"{Path(sys.argv[0]).name}:{os.getpid()}"
+        self.autostart = autostart
+        self.connect_timeout_s = connect_timeout_s
+        self.tokenizer: Tokenizer | None = None
+        self.model_config: RemoteModelConfig | None = None
+        self.server_info: dict[str, Any] = {}
+        self._sock: socket.socket | None = None
+        self._send_lock = threading.Lock()
+        self._connect_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._documents: dict[str, list[int]] = {}  # key -> its last prompt, re-sent after a reconnect
+        self._lost_reason = "the engine stopped or restarted"
+        self.reconnects = 0
+        self.connect()
+
+    # -- connection -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect (starting the daemon if allowed), say hello, and restore documents after a reconnect."""
+        with self._connect_lock:
+            if self._sock is not None:
+                return
+            sock = self._open_socket()
+            self._sock = sock
+            threading.Thread(target=self._read_loop, args=(sock,), name="loopcoder-engine-reader", daemon=True).start()
+            try:
+                hello = self._call({"op": "hello", "client": self.client_name}, reconnect=False)
+            except Exception:
+                self._drop(sock)
+                raise
+            self.server_info = hello
+            model = hello.get("model") or {}
+            self.model_config = RemoteModelConfig(
+                model.get("model_type", ""), int(model.get("vocab_size", 0)),
+                int(model.get("max_position_embeddings", 0)), model.get("name", ""), model.get("device", ""),
+                model.get("dtype", ""))
+            if self.tokenizer is None and hello.get("tokenizer"):
+                self.tokenizer = Tokenizer.from_state(hello["tokenizer"])
+            restore = dict(self._documents)
+        for key, ids in restore.items():  # warm the documents again, without waiting
+            self._send_only({"op": "sync", "key": key, "ids": ids, "priority": "background"})
+
+    def _open_socket(self) -> socket.socket:
+        try:
+            return self._try_connect()
+        except OSError as first:
+            if self.autostart is None:
+                raise EngineUnavailableError(
+                    f"no loopcoder engine answers on {self.socket_path} ({first.strerror or first}); "
+                    f"start one with `loopcoder engine start`") from None
+        return self._start_daemon()
+
+    def _try_connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout_s)
+        try:
+            sock.connect(str(self.socket_path))
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock
+
+    def _start_daemon(self) -> socket.socket:
+        auto = self.autostart
+        log_path = auto.log_path or self.socket_path.with_suffix(".log")
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        command = [sys.executable, "-m", "loopcoder.lsp.cli", "engine", "--socket", str(self.socket_path),
+                   "--idle-timeout", str(auto.idle_timeout_s), *auto.args]
+        log.info("starting the engine: %s", " ".join(command))
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                       start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + auto.ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                return self._try_connect()
+            except OSError:
+                pass
+            code = process.poll()
+            if code is not None:
+                try:  # another client's daemon may have won the race for the socket
+                    return self._try_connect()
+                except OSError:
+                    pass
+                raise EngineUnavailableError(f"the engine exited with status {code} while starting: "
+                                             f"{_tail(log_path)} (log: {log_path})")
+            time.sleep(0.1)
+        raise EngineUnavailableError(f"the engine did not answer on {self.socket_path} within "
+                                     f"{auto.ready_timeout_s:.0f} s (log: {log_path})")
+
+    def _read_loop(self, sock: socket.socket) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                for frame in decoder.feed(data):
+                    pending = self._pending.get(frame.get("id"))
+                    if pending is not None:
+                        pending.answers.put(frame)
+                    elif frame.get("type") == "error" and frame.get("id") is None:
+                        self._lost_reason = f"the engine refused a frame: {frame.get('message')}"
+        except (OSError, ProtocolError) as exc:
+            if self._sock is sock:  # not closed on purpose by close_connection
+                self._lost_reason = f"the connection broke: {exc}"
+                log.warning("engine connection broke: %s", exc)
+        finally:
+            self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._send_lock:
+            if self._sock is sock:
+                self._sock = None
+        try:
+            sock.close()
+        except OSError:
+            pass
+        for pending in list(self._pending.values()):
+            pending.answers.put(_LOST)
+
+    def close_connection(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._drop(sock)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _send_only(self, message: dict) -> int:
+        request_id = next(self._ids)
+        self._write({**message, "id": request_id})
+        return request_id
+
+    def _write(self, message: dict) -> None:
+        frame = encode(message)
+        with self._send_lock:
+            sock = self._sock
+            if sock is None:
+                raise EngineUnavailableError("the engine connection is closed")
+            try:
+                sock.sendall(frame)
+            except OSError as exc:
+                raise EngineUnavailableError(f"lost the engine connection: {exc}") from None
+
+    def _call(self, message: dict, *, on_chunk=None, cancelled=None, reconnect: bool = True) -> dict:
+        if reconnect and self._sock is None:
+            self.reconnects += 1
+            self.connect()
+        request_id = next(self._ids)
+        pending = self._pending[request_id] = _Pending()
+        try:
+            self._write({**message, "id": request_id})
+            cancel_sent = False
+            while True:
+                try:
+                    frame = pending.answers.get(timeout=POLL_S)
+                except queue.Empty:
+                    if cancelled is not None and not cancel_sent and cancelled():
+                        cancel_sent = True
+                        self._write({"op": "cancel", "target": request_id, "id": next(self._ids)})
+                    continue
+                if frame is _LOST:
+                    raise EngineUnavailableError(
+                        f"the engine connection was lost during the request ({message.get('op')}): "
+                        f"{self._lost_reason}; the next request reconnects")
+                kind = frame.get("type")
+                if kind == "chunk":
+                    if on_chunk is not None:
+                        on_chunk(frame)
+                elif kind == "result":
+                    return frame
+                elif kind == "error":
+                    raise error_from_frame(frame)
+        finally:
+            self._pending.pop(request_id, None)
+
+    # -- EngineAPI ------------------------------------------------------------------------
+
+    def open(self, key: str) -> None:
+        self._call({"op": "open", "key": key})
+
+    def close(self, key: str, keep_cached: bool = True) -> None:
+        self._documents.pop(key, None)
+        if self._sock is None:
+            return  # nothing to close on an engine we are not connected to
+        self._call({"op": "close", "key": key, "keep_cached": keep_cached})
+
+    def prefill(self, key: str, token_ids: list[int], cancelled=None, *, priority: Priority = Priority.BACKGROUND,
+                client: str = "") -> Usage:
+        ids = _ids_list(token_ids)
+        self._documents[key] = ids
+        reply = self._call({"op": "sync", "key": key, "ids": ids, "priority": priority.name.lower()},
+                           cancelled=cancelled)
+        return Usage(**reply["usage"])
+
+    def generate_for(self, key: str, token_ids: list[int], params: SamplingParams, on_token=None, cancelled=None,
+                     *, healed_text: str = "", stop_when=None, priority: Priority = Priority.INTERACTIVE,
+                     client: str = "") -> GenerationResult:
+        ids = _ids_list(token_ids)
+        message: dict[str, Any] = {"op": "generate", "key": key, "ids": ids, "params": params_to_wire(params),
+                                   "priority": priority.name.lower(), "stream": on_token is not None}
+        if healed_text:
+            message["healed_text"] = healed_text
+        if stop_when is not None:
+            if not isinstance(stop_when, DedentStop):
+                raise InvalidRequestError("stop_when must be a DedentStop to cross to the engine daemon, "
+                                          f"got {type(stop_when).__name__}")
+            message["stop_dedent"] = {"indent": stop_when.indent, "line_start": stop_when.line_start}
+        self._documents[key] = ids
+        on_chunk = None if on_token is None else (lambda frame: on_token(frame["token"], frame["text"]))
+        reply = self._call(message, on_chunk=on_chunk, cancelled=cancelled)
+        return GenerationResult(list(reply["token_ids"]), reply["text"], FinishReason(reply["finish_reason"]),
+                                Usage(**reply["usage"]), Timings(**reply["timings"]))
+
+    def stats(self) -> dict:
+        return self._call({"op": "stats"})["stats"]
+
+    def shutdown(self) -> None:
+        """Ask the daemon to exit (every client's requests fail with EngineUnavailableError)."""
+        self._call({"op": "shutdown"})
+
+
+def _ids_list(token_ids) -> list[int]:
+    if hasattr(token_ids, "tolist"):
+        token_ids = token_ids.flatten().tolist()
+    return list(token_ids)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,380 @@
+"""`loopcoder engine`: one process that owns the model, shared by every editor and notebook.
+
+It listens on a unix socket (mode 0600, in a 0700 directory) for the frames of
+`engine.protocol`. Each connection is one client (an LSP server, the Jupyter extension,
+the CLI); its documents live in the engine under `<connection>/<key>`, so two editors
+with the same file open have two sessions whose identical blocks are stored once (the
+content-hashed prefix cache). Requests run on worker threads that drive the engine's
+scheduler, so everyone's work shares each forward step.
+
+A connection that breaks (the client was killed) has its requests cancelled at the next
+step and its documents closed, their blocks left in the prefix cache. A malformed frame
+gets an error frame and the connection is closed; the daemon itself never stops for a
+client's mistake. With `idle_timeout_s` it exits once no client has been connected for
+that long (the daemon a front end starts for itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import statistics
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .engine import Engine
+from .errors import InvalidRequestError, LoopcoderError
+from .protocol import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    ProtocolError,
+    encode,
+    error_frame,
+    params_from_wire,
+    require,
+    token_ids,
+)
+from .sampling import DedentStop
+from .scheduler import Priority
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS = 64  # requests in flight at once, over all clients
+LATENCY_WINDOW = 256  # recent requests kept for `stats`
+
+
+def default_socket_path() -> Path:
+    """$XDG_RUNTIME_DIR/loopcoder/engine.sock, or /tmp/loopcoder-<uid>/engine.sock."""
+    override = os.environ.get("LOOPCODER_SOCKET")
+    if override:
+        return Path(override)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "loopcoder" if runtime and Path(runtime).is_dir() else Path(f"/tmp/loopcoder-{os.getuid()}")
+    return base / "engine.sock"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("loopcoder")
+    except Exception:
+        return "0+unknown"
+
+
+class _Connection:
+    _ids = itertools.count(1)
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.id = next(self._ids)
+        self.writer = writer
+        self.client = f"conn{self.id}"
+        self.cancels: dict[int, threading.Event] = {}  # request id -> its cancel flag
+        self.documents: set[str] = set()  # engine keys this connection opened
+        self.closed = False
+
+    def key(self, key: str) -> str:
+        return f"{self.id}/{key}"
+
+
+class EngineServer:
+    def __init__(self, engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
+                 idle_timeout_s: float | None = None, http: tuple[str, int] | None = None,
+                 http_token: str | None = None):
+        self.engine = engine
+        self.http = http  # (host, port): also serve the HTTP API (engine.http)
+        self.http_token = http_token
+        self.socket_path = Path(socket_path)
+        self.model_name = model_name
+        self.model_path = model_path  # resolved; "" for the embedded default
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: dict[int, _Connection] = {}
+        self.started = time.time()
+        self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_WINDOW)  # (first token s, total s)
+        self.requests_served = 0
+        self._workers = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="loopcoder-request")
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tokenizer_state = engine.tokenizer.to_state() if engine.tokenizer is not None else None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await self._listen()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self._loop.add_signal_handler(sig, self._stop.set)
+        watchdog = asyncio.create_task(self._idle_watchdog())
+        http_task = None
+        if self.http is not None:
+            from .http import build_app, serve_http
+
+            app = build_app(self.engine, model_name=self.model_name, token=self.http_token)
+            http_task = asyncio.create_task(serve_http(app, *self.http, self._stop))
+        log.info("engine listening on %s", self.socket_path)
+        try:
+            if http_task is None:
+                await self._stop.wait()
+            else:
+                await asyncio.wait({http_task, asyncio.create_task(self._stop.wait())},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if http_task.done() and not self._stop.is_set():
+                    http_task.result()  # the HTTP server failed (port taken): stop with its error
+        finally:
+            self._stop.set()
+            if http_task is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await http_task
+            watchdog.cancel()
+            server.close()
+            for conn in list(self.connections.values()):
+                conn.writer.close()
+            await server.wait_closed()
+            self._drop_socket()
+            self._workers.shutdown(wait=False, cancel_futures=True)
+            log.info("engine stopped")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        directory = self.socket_path.parent
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if directory.stat().st_uid != os.getuid():
+            raise LoopcoderError(f"socket directory {directory} belongs to another user; choose --socket")
+        if self.socket_path.exists():
+            if _answers(self.socket_path):
+                raise LoopcoderError(f"an engine already listens on {self.socket_path}; "
+                                     f"stop it with `loopcoder engine stop` or choose another --socket")
+            self.socket_path.unlink()  # left behind by an engine that died
+        old_umask = os.umask(0o177)  # the socket is created 0600: only this user may connect
+        try:
+            server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=1 << 20)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        return server
+
+    def _drop_socket(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    async def _idle_watchdog(self) -> None:
+        if not self.idle_timeout_s:
+            return
+        idle_since = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout_s / 4))
+            if self.connections or self.http is not None:  # an HTTP API is never idle: clients come and go
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= self.idle_timeout_s:
+                log.info("no client for %.0f s: stopping", self.idle_timeout_s)
+                self._stop.set()
+                return
+
+    # -- a connection -------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Connection(writer)
+        self.connections[conn.id] = conn
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                try:
+                    messages = decoder.feed(data)
+                except ProtocolError as exc:
+                    await self._send(conn, error_frame(None, exc))
+                    break
+                for message in messages:
+                    self._dispatch(conn, message)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # the daemon is stopping: the connection ends with it (asyncio would log this task's cancel)
+        finally:
+            self._disconnect(conn)
+
+    def _disconnect(self, conn: _Connection) -> None:
+        conn.closed = True
+        self.connections.pop(conn.id, None)
+        for flag in conn.cancels.values():
+            flag.set()
+        documents = list(conn.documents)
+        if documents:
+            self._workers.submit(self._close_documents, documents)
+        with contextlib.suppress(Exception):
+            conn.writer.close()
+
+    def _close_documents(self, keys: list[str]) -> None:
+        for key in keys:
+            self.engine.close(key)  # blocks stay in the prefix cache: a reconnect re-finds them
+
+    async def _send(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        if conn.closed:
+            return
+        try:
+            conn.writer.write(encode(frame))
+            await conn.writer.drain()
+        except (ConnectionError, RuntimeError):
+            conn.closed = True
+
+    def _send_threadsafe(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        if not conn.closed:
+            asyncio.run_coroutine_threadsafe(self._send(conn, frame), self._loop)
+
+    def _dispatch(self, conn: _Connection, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        try:
+            if not isinstance(request_id, int) or isinstance(request_id, bool):
+                raise InvalidRequestError("field 'id' must be an integer")
+            op = require(message, "op", str)
+            handler = getattr(self, f"_op_{op}", None)
+            if handler is None:
+                raise InvalidRequestError(f"unknown op {op!r}")
+            if op in ("generate", "sync", "close"):
+                if request_id in conn.cancels:
+                    raise InvalidRequestError(f"request id {request_id} is already in flight")
+                flag = conn.cancels[request_id] = threading.Event()
+                self._workers.submit(self._run_blocking, conn, request_id, handler, message, flag)
+            else:
+                reply = handler(conn, message)
+                if reply is not None:
+                    self._loop.create_task(self._send(conn, {"id": request_id, "type": "result", **reply}))
+        except LoopcoderError as exc:
+            self._loop.create_task(self._send(conn, error_frame(request_id, exc)))
+
+    def _run_blocking(self, conn: _Connection, request_id: int, handler, message: dict, flag: threading.Event) -> None:
+        try:
+            reply = handler(conn, message, request_id, flag)
+            frame = {"id": request_id, "type": "result", **reply}
+        except Exception as exc:  # every failure goes back to its requester; the daemon lives on
+            if not isinstance(exc, LoopcoderError):
+                log.exception("request %s failed", request_id)
+            frame = error_frame(request_id, exc)
+        finally:
+            conn.cancels.pop(request_id, None)
+        self._send_threadsafe(conn, frame)
+
+    # -- ops ------------------------------------------------------------------------------
+
+    def _op_hello(self, conn: _Connection, message: dict) -> dict:
+        client = require(message, "client", str, "")
+        if client:
+            conn.client = f"{client}#{conn.id}"
+        cfg = self.engine.model_config
+        return {"protocol": PROTOCOL_VERSION, "server": _version(), "connection": conn.id, "pid": os.getpid(),
+                "model": {"name": self.model_name, "path": self.model_path, "model_type": cfg.model_type, "vocab_size": cfg.vocab_size,
+                          "max_position_embeddings": cfg.max_position_embeddings,
+                          "device": self.engine.config.device, "dtype": str(self.engine.config.dtype)},
+                "tokenizer": self._tokenizer_state}
+
+    def _op_open(self, conn: _Connection, message: dict) -> dict:
+        key = conn.key(require(message, "key", str))
+        conn.documents.add(key)
+        self.engine.open(key)
+        return {}
+
+    def _op_close(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+        key = conn.key(require(message, "key", str))
+        keep_cached = require(message, "keep_cached", bool, True)
+        conn.documents.discard(key)
+        self.engine.close(key, keep_cached=keep_cached)
+        return {}
+
+    def _op_sync(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+        key = conn.key(require(message, "key", str))
+        ids = token_ids(message)
+        priority = _priority(message, Priority.BACKGROUND)
+        conn.documents.add(key)
+        usage = self.engine.prefill(key, ids, flag.is_set, priority=priority, client=conn.client)
+        return {"usage": asdict(usage)}
+
+    def _op_generate(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+        key = conn.key(require(message, "key", str))
+        ids = token_ids(message)
+        params = params_from_wire(require(message, "params", dict))
+        healed_text = require(message, "healed_text", str, "")
+        stream = require(message, "stream", bool, False)
+        stop_when = None
+        dedent = require(message, "stop_dedent", dict, None)
+        if dedent is not None:
+            stop_when = DedentStop(require(dedent, "indent", int), require(dedent, "line_start", str, ""))
+        def stream_token(token: int, text: str) -> None:
+            self._send_threadsafe(conn, {"id": request_id, "type": "chunk", "token": token, "text": text})
+
+        on_token = stream_token if stream else None
+        conn.documents.add(key)
+        result = self.engine.generate_for(key, ids, params, on_token, flag.is_set, healed_text=healed_text,
+                                          stop_when=stop_when, priority=_priority(message, Priority.INTERACTIVE),
+                                          client=conn.client)
+        self.requests_served += 1
+        if result.timings.first_token_s:
+            self.latencies.append((result.timings.first_token_s, result.timings.total_s))
+        return {"token_ids": result.token_ids, "text": result.text, "finish_reason": str(result.finish_reason),
+                "usage": asdict(result.usage), "timings": asdict(result.timings)}
+
+    def _op_cancel(self, conn: _Connection, message: dict) -> dict:
+        target = require(message, "target", int)
+        flag = conn.cancels.get(target)
+        if flag is not None:
+            flag.set()
+        return {"cancelled": flag is not None}
+
+    def _op_stats(self, conn: _Connection, message: dict) -> dict:
+        stats = dict(self.engine.stats())
+        first = [f for f, _ in self.latencies]
+        total = [t for _, t in self.latencies]
+        stats.update({
+            "model": self.model_name, "device": self.engine.config.device, "dtype": str(self.engine.config.dtype),
+            "clients": sorted(c.client for c in self.connections.values()),
+            "uptime_s": time.time() - self.started, "requests": self.requests_served,
+            "first_token_p50_s": statistics.median(first) if first else None,
+            "total_p50_s": statistics.median(total) if total else None, "pid": os.getpid(),
+        })
+        return {"stats": stats}
+
+    def _op_shutdown(self, conn: _Connection, message: dict) -> dict:
+        self._loop.call_later(0.05, self._stop.set)  # after the reply goes out
+        return {}
+
+
+def _priority(message: dict, default: Priority) -> Priority:
+    name = require(message, "priority", str, default.name.lower())
+    try:
+        return Priority[name.upper()]
+    except KeyError:
+        raise InvalidRequestError(f"unknown priority {name!r}: use interactive, action or background") from None
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
+        idle_timeout_s: float | None = None, http: tuple[str, int] | None = None, http_token: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, a `shutdown` request or the idle timeout."""
+    asyncio.run(EngineServer(engine, socket_path, model_name=model_name, model_path=model_path,
+                             idle_timeout_s=idle_timeout_s, http=http, http_token=http_token).serve())
