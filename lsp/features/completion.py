@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
-from loopcoder.engine.sampling import SamplingParams
+from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams
 from loopcoder.engine.token_healing import split_last_token
 
 
@@ -143,9 +143,10 @@ def complete(engine: Engine, key: str, text: str, offset: int, options: Completi
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
     indent = _indent_of(cursor_line)
     result = engine.generate_for(key, ids, params, cancelled=cancelled, healed_text=healed_text,
-                                 stop_when=lambda so_far: _dedents(so_far, indent, prompt_prefix))
+                                 stop_when=DedentStop(indent, prompt_prefix.rsplit("\n", 1)[-1]))
     generated = from_line_start(result.text, lead) if lead else result.text
-    return Completion(postprocess(generated, prefix, suffix), len(ids), result)
+    truncated = result.finish_reason is FinishReason.LENGTH
+    return Completion(postprocess(generated, prefix, suffix, truncated), len(ids), result)
 
 
 def from_line_start(generated: str, lead: str) -> str:
@@ -163,14 +164,11 @@ def _indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _dedents(generated: str, indent: int, prefix: str) -> bool:
-    """True once a later line starts left of the cursor line's indentation: the block is over."""
-    lines = (prefix.rsplit("\n", 1)[-1] + generated).split("\n")
-    return any(line.strip() and _indent_of(line) < indent for line in lines[1:-1])
+def postprocess(generated: str, prefix: str, suffix: str, truncated: bool = False) -> str:
+    """Trim what the model produced into what an editor should insert.
 
-
-def postprocess(generated: str, prefix: str, suffix: str) -> str:
-    """Trim what the model produced into what an editor should insert."""
+    `truncated`: generation hit the token limit, so the last line is unfinished.
+    """
     cursor_line = prefix.rsplit("\n", 1)[-1]
     indent = _indent_of(cursor_line)
     if not cursor_line.strip() and generated.startswith("\n"):
@@ -178,11 +176,21 @@ def postprocess(generated: str, prefix: str, suffix: str) -> str:
         # at the cursor instead, minus the indentation the cursor line already has.
         generated = generated.lstrip("\n")
         generated = generated[min(indent, _indent_of(generated)) :]
+    # The first line of what follows the cursor: once the model writes it, it has caught up
+    # with the document, and what it writes from there is a second copy.
+    resumes = next((line.strip() for line in suffix.split("\n")[1:] if line.strip()), "")
+    lines = generated.split("\n")
     kept: list[str] = []
-    for i, line in enumerate(generated.split("\n")):
-        if i > 0 and line.strip() and _indent_of(line) < indent:
-            break  # the block ended: what follows belongs to the next definition
+    for i, line in enumerate(lines):
+        if i > 0 and line.strip() and (_indent_of(line) < indent or line.strip() == resumes):
+            break  # the block ended, or the document resumes: what follows is not ours to insert
         kept.append(line.rstrip())
+    if truncated and len(lines) > 1 and len(kept) == len(lines):
+        # Cut by the token limit mid-line: drop the unfinished line, then any block
+        # opener left without a body, so the insertion still parses.
+        kept.pop()
+        while kept and kept[-1].rstrip().endswith(":"):
+            kept.pop()
     text = "\n".join(kept).rstrip()
     # Drop an ending that merely repeats what already follows the cursor.
     first_line = suffix.lstrip().split("\n", 1)[0].strip()

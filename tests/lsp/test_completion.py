@@ -31,6 +31,24 @@ def test_postprocess_blank_cursor_line_continues_below():
     assert postprocess("\n    return 1\n    ", prefix, "") == "return 1"
 
 
+def test_postprocess_stops_where_the_text_after_the_cursor_resumes():
+    prefix = "def f(xs):\n    "
+    suffix = "\n    return total\n"
+    generated = "total = 0\n    for x in xs:\n        total += x\n    return total\n\nprint(f([1]))"
+    assert postprocess(generated, prefix, suffix) == "total = 0\n    for x in xs:\n        total += x"
+    # The model wrote the suffix's line and went on: all of that is cut, not only a repeated ending.
+    generated = "total = sum(xs)\n    return total\n    total = 0\n    return total * 2"
+    assert postprocess(generated, prefix, suffix) == "total = sum(xs)"
+
+
+def test_postprocess_drops_the_unfinished_tail_of_a_length_cut():
+    prefix = "def f(xs):\n    "
+    generated = "for x in xs:\n        if x > 0:\n            print(x)\n        if x < 0:\n            pri"
+    assert postprocess(generated, prefix, "", truncated=True) == "for x in xs:\n        if x > 0:\n            print(x)"
+    assert postprocess("for x in xs:\n        if x:", prefix, "", truncated=True) == ""  # only openers left
+    assert postprocess("return x + y", prefix, "", truncated=True) == "return x + y"  # one line: the user sees it as typed
+
+
 def test_bad_offset(default_engine):
     with pytest.raises(InvalidRequestError, match="offset 99 is outside"):
         complete(default_engine, "k", "abc", 99)
@@ -150,10 +168,14 @@ def test_prewarm_pays_for_a_completion_in_the_head_of_a_long_file(default_engine
     assert done.result.usage.cached_tokens >= done.prompt_tokens - 16
 
 
-def test_load_failure_on_a_missing_device_is_a_model_load_error():
-    from loopcoder.engine.errors import ModelLoadError
+def test_load_failure_on_a_missing_device_is_a_model_load_error(tmp_path):
+    from loopcoder.engine.errors import EngineUnavailableError, ModelLoadError
     from loopcoder.lsp.features.engine_loading import load_engine
     from loopcoder.lsp.features.settings import ServerSettings
 
     with pytest.raises(ModelLoadError, match="could not load the model on device 'nonsense:7'"):
-        load_engine(ServerSettings(device="nonsense:7"))
+        load_engine(ServerSettings(device="nonsense:7", backend="inprocess"))
+    # Through the daemon the front end starts, the daemon's own words come back.
+    with pytest.raises(EngineUnavailableError, match="exited with status 2 while starting: .*could not load the model "
+                                                     "on device 'nonsense:7'"):
+        load_engine(ServerSettings(device="nonsense:7", socket=str(tmp_path / "engine.sock")))
