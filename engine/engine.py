@@ -213,8 +213,7 @@ class Engine(EngineAPI):
     # -- internals ----------------------------------------------------------------------
 
     def _run(self, work: Work) -> Work:
-        with self._lock:
-            self.scheduler.submit(work)
+        self.scheduler.submit(work)
         self.scheduler.drive(work)
         return work
 

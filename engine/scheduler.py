@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -114,6 +115,13 @@ class Scheduler:
         self.engine = engine
         self.waiting: list[Work] = []
         self.running: list[Work] = []
+        # Submissions land here under a lock of their own, so a request never waits for
+        # the engine lock (held through each forward step) just to be queued: the next
+        # step takes it in. With one lock for both, the driving thread re-took the lock
+        # step after step and new requests joined batches late (3.5 tokens a step at 32
+        # clients instead of ~32).
+        self._incoming: list[Work] = []
+        self._incoming_lock = threading.Lock()
         self._served: dict[str, float] = defaultdict(float)
         self.steps = 0
         self.batched_tokens = 0  # tokens run, over all steps (stats)
@@ -122,9 +130,15 @@ class Scheduler:
     # -- the caller's side -----------------------------------------------------------
 
     def submit(self, work: Work) -> Work:
-        """Queue `work` (caller holds the engine lock)."""
-        self.waiting.append(work)
+        """Queue `work`; any thread, no engine lock needed."""
+        with self._incoming_lock:
+            self._incoming.append(work)
         return work
+
+    def _take_incoming(self) -> None:
+        with self._incoming_lock:
+            self.waiting.extend(self._incoming)
+            self._incoming.clear()
 
     def drive(self, work: Work) -> None:
         """Step until `work` is finished; the engine lock is taken per step so others interleave."""
@@ -139,13 +153,14 @@ class Scheduler:
             raise work.error
 
     def cancel_key(self, key: str) -> None:
-        """Finish every request of document `key` as cancelled (the document is closing)."""
+        """Finish every request of document `key` as cancelled (the document is closing; engine lock held)."""
+        self._take_incoming()
         for work in [w for w in self.waiting + self.running if w.key == key]:
             self._finish(work, FinishReason.CANCELLED)
 
     @property
     def queue_depth(self) -> int:
-        return len(self.waiting)
+        return len(self.waiting) + len(self._incoming)
 
     def busy(self, key: str) -> bool:
         return any(w.key == key for w in self.running)
@@ -154,6 +169,7 @@ class Scheduler:
 
     def step(self) -> bool:
         """Run one batch (caller holds the engine lock); False when there was nothing to do."""
+        self._take_incoming()
         self._reap_cancelled()
         self._admit()
         batch = self._pick()

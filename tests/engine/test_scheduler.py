@@ -1,6 +1,7 @@
 """Continuous batching: shared steps give each request exactly what it would get alone."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -166,3 +167,19 @@ def test_sync_logits_through_the_scheduler_match_a_full_forward():
     engine = tiny_engine("iquestloopcoder", prefill_chunk=5, step_tokens=11)
     doc = prompts(1, 37)[0]
     torch.testing.assert_close(engine.sync("d", doc), engine.logits(doc)[-1], atol=2e-5, rtol=0)
+
+
+def test_a_request_is_queued_while_a_step_holds_the_engine():
+    """Submitting must not wait for the engine lock: the driving thread re-takes it step after
+    step, and requests queued behind it joined batches late (3.5 tokens a step at 32 clients)."""
+    engine = tiny_engine("llama")
+    done = threading.Event()
+    with engine._lock:  # a step in progress
+        thread = threading.Thread(target=lambda: (engine.generate_for("d", prompts(1)[0], GREEDY), done.set()))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while engine.scheduler.queue_depth == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.scheduler.queue_depth == 1  # queued, waiting for the next step
+    thread.join(30)
+    assert done.is_set()
