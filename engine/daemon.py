@@ -50,6 +50,7 @@ from .scheduler import Priority
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 64  # requests in flight at once, over all clients
+_BLOCKING_OPS = frozenset({"open", "sync", "generate", "close", "stats"})
 LATENCY_WINDOW = 256  # recent requests kept for `stats`
 
 
@@ -153,8 +154,11 @@ class EngineServer:
     async def _listen(self) -> asyncio.AbstractServer:
         directory = self.socket_path.parent
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if directory.stat().st_uid != os.getuid():
+        info = directory.stat()
+        if info.st_uid != os.getuid():
             raise LoopcoderError(f"socket directory {directory} belongs to another user; choose --socket")
+        if info.st_mode & 0o077 and directory != Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")):
+            os.chmod(directory, 0o700)  # ours, but made by hand with wider rights
         if self.socket_path.exists():
             if _answers(self.socket_path):
                 raise LoopcoderError(f"an engine already listens on {self.socket_path}; "
@@ -247,7 +251,7 @@ class EngineServer:
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
                 raise InvalidRequestError(f"unknown op {op!r}")
-            if op in ("generate", "sync", "close"):
+            if op in _BLOCKING_OPS:  # they take the engine lock, held through each step: never on the event loop
                 if request_id in conn.cancels:
                     raise InvalidRequestError(f"request id {request_id} is already in flight")
                 flag = conn.cancels[request_id] = threading.Event()
@@ -284,7 +288,7 @@ class EngineServer:
                           "device": self.engine.config.device, "dtype": str(self.engine.config.dtype)},
                 "tokenizer": self._tokenizer_state}
 
-    def _op_open(self, conn: _Connection, message: dict) -> dict:
+    def _op_open(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         key = conn.key(require(message, "key", str))
         conn.documents.add(key)
         self.engine.open(key)
@@ -336,7 +340,7 @@ class EngineServer:
             flag.set()
         return {"cancelled": flag is not None}
 
-    def _op_stats(self, conn: _Connection, message: dict) -> dict:
+    def _op_stats(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         stats = dict(self.engine.stats())
         first = [f for f, _ in self.latencies]
         total = [t for _, t in self.latencies]

@@ -297,3 +297,31 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_socket_directory_is_made_private_and_a_live_socket_is_not_taken_over(tmp_path):
+    import asyncio
+
+    from loopcoder.engine.daemon import EngineServer
+    from loopcoder.engine.errors import LoopcoderError
+
+    from .helpers import tiny_engine
+
+    directory = tmp_path / "sockets"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    engine = tiny_engine("llama")
+
+    async def scenario():
+        first = EngineServer(engine, directory / "engine.sock")
+        server = await first._listen()
+        try:
+            assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+            assert stat.S_IMODE(os.stat(directory / "engine.sock").st_mode) == 0o600
+            with pytest.raises(LoopcoderError, match="already listens"):
+                await EngineServer(engine, directory / "engine.sock")._listen()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
