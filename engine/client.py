@@ -43,7 +43,7 @@ _LOST = object()  # queued to every waiter when the connection breaks
 
 @dataclass(frozen=True)
 class RemoteModelConfig:
-    """The model facts front ends need, as the daemon reports them."""
+    """The model facts front ends need, as a daemon or a remote server reports them."""
 
     model_type: str
     vocab_size: int

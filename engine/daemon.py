@@ -147,10 +147,6 @@ class EngineServer:
             self._workers.shutdown(wait=False, cancel_futures=True)
             log.info("engine stopped")
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-
     async def _listen(self) -> asyncio.AbstractServer:
         directory = self.socket_path.parent
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -81,10 +81,6 @@ class FrameDecoder:
             messages.append(decode_body(body))
         return messages
 
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._buffer)
-
 
 def decode_body(body: bytes) -> dict[str, Any]:
     try:

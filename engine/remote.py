@@ -31,10 +31,10 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from .client import RemoteModelConfig
 from .engine import EngineAPI, GenerationResult, Usage
 from .errors import ConstrainedDecodingError, EngineUnavailableError, InvalidRequestError, LoopcoderError
 from .sampling import FinishReason, SamplingParams
@@ -46,14 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 8192  # when the server does not say how long its model's context is
 _FINISH = {"stop": FinishReason.STOP, "eos_token": FinishReason.STOP, "stop_sequence": FinishReason.STOP,
            "length": FinishReason.LENGTH}
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    model_type: str
-    vocab_size: int
-    max_position_embeddings: int
-    name: str
 
 
 class _Stream:
@@ -131,8 +123,8 @@ class _RemoteBackend(EngineAPI):
         self.text_prompts = False  # True once the server refused a prompt of token ids
         self.native_healing = False  # the server is a loopcoder engine: it takes `healed_text`
         self.model_name, served_context = self._discover_model(model)
-        self.model_config = RemoteModel("remote", tokenizer.vocab_size, context or served_context or DEFAULT_CONTEXT,
-                                        self.model_name)
+        self.model_config = RemoteModelConfig("remote", tokenizer.vocab_size,
+                                              context or served_context or DEFAULT_CONTEXT, self.model_name)
 
     # -- what each kind of server differs in --------------------------------------------
 

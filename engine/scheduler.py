@@ -162,9 +162,6 @@ class Scheduler:
     def queue_depth(self) -> int:
         return len(self.waiting) + len(self._incoming)
 
-    def busy(self, key: str) -> bool:
-        return any(w.key == key for w in self.running)
-
     # -- one step ---------------------------------------------------------------------
 
     def step(self) -> bool:
