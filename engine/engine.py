@@ -205,9 +205,15 @@ class Engine(EngineAPI):
         """
         ids = self._check_prompt(token_ids, params.max_new_tokens)
         constraint = self._json_constraint(params, healed_text)
+        first_tokens = None
+        if healed_text:
+            first_tokens = self._token_texts().with_prefix(healed_text)
+            if not first_tokens.numel():
+                raise InvalidRequestError(f"healed_text {healed_text[:40]!r}: no token of the vocabulary starts with "
+                                          f"it; it must be the text of the prompt token the client cut off")
         result = GenerationResult([], "", FinishReason.CANCELLED, Usage(prompt_tokens=len(ids)))
         work = Work(key, ids, result, params, priority, client, on_token, cancelled or _never, healed_text,
-                    stop_when, constraint)
+                    stop_when, constraint, first_tokens=first_tokens)
         return self._run(work).result
 
     # -- internals ----------------------------------------------------------------------

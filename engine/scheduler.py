@@ -89,6 +89,7 @@ class Work:
     stop_when: StopPredicate | None = None
     constraint: GrammarConstraint | None = None
     want_logits: bool = False  # a prefill that hands back the last position's logits
+    first_tokens: torch.Tensor | None = None  # token healing: the ids the first token may be
     id: int = field(default_factory=lambda: next(_ids))
     submitted: float = field(default_factory=time.perf_counter)
     # -- progress, written by the scheduler under the engine lock --
@@ -296,8 +297,8 @@ class Scheduler:
                 self._finish(work, FinishReason.STOP)
                 return
             self._start_decoding(work)
-            if work.to_cut:
-                logits = restrict_to(logits, self.engine._token_texts().with_prefix(work.healed_text))
+            if work.first_tokens is not None:
+                logits = restrict_to(logits, work.first_tokens)
         self._sample(work, logits)
 
     def _start_decoding(self, work: Work) -> None:

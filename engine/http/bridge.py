@@ -202,16 +202,6 @@ class Generation:
 
 # -- what every generating endpoint does ---------------------------------------------------
 
-# A temperature this small samples the argmax anyway; as in vLLM, it means greedy. (Below
-# float32's smallest subnormal it would also turn the engine's sampling into NaNs.)
-GREEDY_BELOW = 1e-5
-
-
-def sampling_params(*, temperature: float, **rest: Any) -> SamplingParams:
-    return SamplingParams(temperature=0.0 if temperature < GREEDY_BELOW else temperature, **rest)
-
-
-
 def encode_text(engine: EngineAPI, text: str, *, add_special_tokens: bool) -> list[int]:
     """The client's prompt text as token ids; text the tokenizer refuses is the client's error."""
     tokenizer = engine.tokenizer

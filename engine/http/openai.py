@@ -29,7 +29,6 @@ from .bridge import (
     encode_text,
     finished,
     first_item,
-    sampling_params,
     sse,
 )
 from .errors import error_body, message_of, status_of
@@ -58,7 +57,7 @@ def openai_sampling(body: OpenAISampling, max_tokens: int) -> SamplingParams:
         schema = body.response_format.schema() if body.response_format is not None else None
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    return sampling_params(max_new_tokens=max_tokens, temperature=body.temperature, top_k=body.top_k,
+    return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_k=body.top_k,
                            top_p=body.top_p, seed=body.seed, stop=tuple(body.stop_strings()),
                            ignore_eos=body.ignore_eos, json_schema=schema)
 

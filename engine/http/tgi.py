@@ -29,7 +29,6 @@ from .bridge import (
     encode_text,
     finished,
     first_item,
-    sampling_params,
     sse,
 )
 from .errors import error_body, message_of, status_of
@@ -62,7 +61,7 @@ def tgi_sampling(p: TGIParameters) -> SamplingParams:
     """do_sample false is greedy whatever else is set; sampling without a seed draws one, reported back."""
     if not p.do_sample:
         return SamplingParams(max_new_tokens=p.max_new_tokens, stop=tuple(p.stop))
-    return sampling_params(
+    return SamplingParams(
         max_new_tokens=p.max_new_tokens,
         temperature=1.0 if p.temperature is None else p.temperature,
         top_k=p.top_k or 0,

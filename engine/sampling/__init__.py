@@ -20,6 +20,7 @@ from ..errors import InvalidRequestError
 from .grammar import json_schema_grammar
 
 MAX_NEW_TOKENS_CAP = 1 << 20
+GREEDY_BELOW = 1e-5  # temperatures under this sample greedily (as vLLM does)
 MAX_STOP_STRINGS = 16
 MAX_STOP_STRING_LEN = 1024  # bounds the per-token cost of the hold-back scan
 _SEED_RANGE = range(0, 1 << 64)  # what torch.Generator.manual_seed accepts unsigned
@@ -107,7 +108,8 @@ class SamplingParams:
     @property
     def is_greedy(self) -> bool:
         # top_k=1 keeps only the argmax anyway; argmax is cheaper and ties break stably.
-        return self.temperature == 0 or self.top_k == 1
+        # A temperature this small is greedy in effect, and in float32 it would divide by 0.
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
 
 class Sampler:

@@ -331,3 +331,19 @@ def test_an_engine_without_tokenizer_refuses_a_schema():
     with pytest.raises(TokenizerError, match=r"constrained decoding \(json_schema\) needs a tokenizer"):
         engine.generate([1, 2, 3], max_new_tokens=4, json_schema=ISSUE_SCHEMA)
     assert engine.generate([1, 2, 3], max_new_tokens=4) == before
+
+
+@pytest.mark.slow
+def test_healed_text_no_token_starts_with_is_refused_before_any_work(default_engine):
+    """Found by schemathesis through the HTTP API's healed_text: the first token was restricted
+    to an empty set, and sampling died on NaN probabilities (a 500)."""
+    from loopcoder.engine.errors import InvalidRequestError
+    from loopcoder.engine.sampling import SamplingParams
+
+    ids = default_engine.tokenizer.encode("x = 1")
+    for temperature in (0.0, 1.0):
+        with pytest.raises(InvalidRequestError, match="no token of the vocabulary starts with"):
+            default_engine.generate_for("heal", ids, SamplingParams(max_new_tokens=2, temperature=temperature),
+                                        healed_text="0 means greedy")
+    healed = default_engine.generate_for("heal", ids, SamplingParams(max_new_tokens=2), healed_text=" ")
+    assert healed.token_ids  # a healable text still works

@@ -319,3 +319,11 @@ def test_top_k_selects_on_raw_logits_not_rounded_shifted_ones():
     logits = torch.tensor([0.0, 3.0, 1.1920928955078125e-07])
     params = SamplingParams(temperature=1.0, top_k=2, seed=0)
     assert set(draw(params, logits, 200)) <= {1, 2}
+
+
+def test_a_temperature_that_underflows_float32_is_greedy():
+    """Found by schemathesis: temperature=1e-300 is 0 in float32, and (logits - max) / 0 made
+    NaN probabilities (a RuntimeError in multinomial)."""
+    logits = torch.tensor([0.5, 3.0, -1.0, 2.9])
+    for temperature in (1e-300, 1e-46, 1e-9):
+        assert Sampler(SamplingParams(temperature=temperature, seed=1)).sample(logits) == 1
