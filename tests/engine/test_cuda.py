@@ -44,3 +44,25 @@ def test_warm_sessions_on_cuda_match_cpu(model_type):
     doc = list(range(1, 50))
     for edited in (doc, doc[:20] + [7, 8] + doc[20:], doc[:10]):
         torch.testing.assert_close(gpu.sync("d", edited), cpu.sync("d", edited), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder"])
+def test_batched_decode_on_cuda_equals_one_at_a_time(model_type):
+    """Several documents decoding in the same steps (the Triton decode kernels over a batch of
+    sequences, mixed steps of prefill chunks and decodes on the reference) give each document
+    what it gets alone."""
+    from loopcoder.engine.engine import Engine, EngineConfig
+    from loopcoder.engine.sampling import SamplingParams
+
+    from .test_scheduler import prompts, submit_all, work
+
+    model = tiny_engine(model_type).model.to("cuda")
+    engine = Engine(model, None, EngineConfig(device="cuda", kv_budget_bytes=1 << 22, block_size=4, prefill_chunk=9,
+                                              step_tokens=20))
+    params = SamplingParams(max_new_tokens=12, ignore_eos=True)
+    alone = [engine.generate_for(f"alone{i}", p, params).token_ids for i, p in enumerate(prompts(5))]
+    works = submit_all(engine, [work(f"batch{i}", p, params) for i, p in enumerate(prompts(5))])
+    for w in works:
+        engine.scheduler.drive(w)
+    assert [w.result.token_ids for w in works] == alone
+    assert engine.scheduler.max_batch_seqs == 5
