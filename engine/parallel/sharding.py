@@ -1,0 +1,126 @@
+"""Cut a loaded single-process model into rank r of world_size (Megatron style).
+
+Per decoder layer, with n = world_size and rank r taking the r-th contiguous slice::
+
+    q_proj, k_proj, v_proj   column-parallel: rows of heads [r*H/n, (r+1)*H/n) (and KV heads
+                             likewise), biases (qwen2) cut with their rows
+    o_proj                   row-parallel: the matching input columns, then all-reduce
+    gate_proj, up_proj       column-parallel: rows [r*I/n, (r+1)*I/n)
+    down_proj                row-parallel: the matching columns, then all-reduce
+    gate_projection (Loop)   the per-head weight (H, D) and bias (H,) of this rank's heads
+    layer norms              replicated
+
+The embedding and lm_head are vocab-parallel (layers.py). GQA stays consistent: query
+head h reads KV head h // (H / Hkv), and cutting both head lists into n contiguous
+slices keeps every query head with its KV head on the same rank.
+
+The sharded model's `config` is the rank's local config (its head counts), so a KVCache
+built from it holds only this rank's KV heads; `full_config` keeps the original.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ModelLoadError
+from ..models.layers import Attention, SwiGLU
+from ..models.llama import LlamaForCausalLM
+from .group import TensorParallelGroup
+from .layers import RowParallelLinear, VocabParallelEmbedding, VocabParallelLMHead, vocab_range
+
+
+def check_tensor_parallel(cfg: ModelConfig, world_size: int) -> None:
+    """Raise ModelLoadError unless every sharded dimension divides by world_size."""
+    if world_size < 1:
+        raise ModelLoadError(f"tensor-parallel world size must be >= 1, got {world_size}")
+    for name in ("num_attention_heads", "num_key_value_heads", "intermediate_size"):
+        value = getattr(cfg, name)
+        if value % world_size:
+            raise ModelLoadError(
+                f"cannot split {cfg.model_type} over {world_size} ranks: {name}={value} is not divisible "
+                f"by {world_size}; pick a world size that divides num_attention_heads={cfg.num_attention_heads}, "
+                f"num_key_value_heads={cfg.num_key_value_heads} and intermediate_size={cfg.intermediate_size}"
+            )
+
+
+def tensor_parallel_config(cfg: ModelConfig, world_size: int) -> ModelConfig:
+    """The config one rank sees: its share of the heads and of the MLP width."""
+    check_tensor_parallel(cfg, world_size)
+    return cfg.with_changes(
+        num_attention_heads=cfg.num_attention_heads // world_size,
+        num_key_value_heads=cfg.num_key_value_heads // world_size,
+        intermediate_size=cfg.intermediate_size // world_size,
+    )
+
+
+@torch.no_grad()
+def shard_model(model: LlamaForCausalLM, tp: TensorParallelGroup) -> LlamaForCausalLM:
+    """Replace `model`'s parameters in place by rank tp.rank's shard; returns the model."""
+    if hasattr(model, "full_config"):
+        raise ValueError("model is already sharded")
+    full = model.config
+    local = tensor_parallel_config(full, tp.world_size)
+    for layer in model.model.layers:
+        _shard_attention(layer.self_attn, local, tp)
+        _shard_mlp(layer.mlp, tp)
+        gate = getattr(layer, "gate_projection", None)
+        if gate is not None:  # IQuestLoopCoder
+            heads = _rows(local.num_attention_heads, tp.rank)
+            gate.weight = nn.Parameter(gate.weight[heads].clone(), requires_grad=False)  # (H/n, D)
+            gate.bias = nn.Parameter(gate.bias[heads].clone(), requires_grad=False)  # (H/n,)
+    start, end = vocab_range(full.vocab_size, tp.rank, tp.world_size)
+    embed = VocabParallelEmbedding(model.model.embed_tokens.weight[start:end].clone(), start, tp)
+    head_weight = embed.weight if full.tie_word_embeddings else nn.Parameter(
+        model.lm_head.weight[start:end].clone(), requires_grad=False)
+    model.model.embed_tokens = embed
+    model.lm_head = VocabParallelLMHead(head_weight, full.vocab_size, tp)
+    model.full_config, model.config, model.tp = full, local, tp
+    return model
+
+
+def _rows(per_rank: int, rank: int) -> slice:
+    return slice(rank * per_rank, (rank + 1) * per_rank)
+
+
+def _column(linear: nn.Linear, rows: slice) -> nn.Linear:
+    """This rank's output rows (and bias) of `linear`; the output stays local."""
+    _check_plain(linear)
+    weight = linear.weight[rows]  # (out / n, in)
+    out = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None,
+                    device=weight.device, dtype=weight.dtype)
+    out.weight.copy_(weight)
+    if linear.bias is not None:
+        out.bias.copy_(linear.bias[rows])
+    return out.requires_grad_(False)
+
+
+def _row(linear: nn.Linear, columns: slice, tp: TensorParallelGroup) -> RowParallelLinear:
+    _check_plain(linear)
+    if linear.bias is not None:
+        raise ModelLoadError("row-parallel layers with a bias are not supported")  # none in our families
+    return RowParallelLinear(linear.weight[:, columns].clone(), tp)  # (out, in / n)
+
+
+def _check_plain(linear: nn.Module) -> None:
+    if type(linear) is not nn.Linear:
+        raise ModelLoadError(f"cannot shard a {type(linear).__name__}: shard the model before quantizing it")
+
+
+def _shard_attention(attn: Attention, local: ModelConfig, tp: TensorParallelGroup) -> None:
+    d = attn.head_dim
+    q_rows = _rows(local.num_attention_heads * d, tp.rank)
+    kv_rows = _rows(local.num_key_value_heads * d, tp.rank)
+    attn.q_proj = _column(attn.q_proj, q_rows)
+    attn.k_proj = _column(attn.k_proj, kv_rows)
+    attn.v_proj = _column(attn.v_proj, kv_rows)
+    attn.o_proj = _row(attn.o_proj, q_rows, tp)
+    attn.num_heads, attn.num_kv_heads = local.num_attention_heads, local.num_key_value_heads
+
+
+def _shard_mlp(mlp: SwiGLU, tp: TensorParallelGroup) -> None:
+    rows = _rows(mlp.gate_proj.out_features // tp.world_size, tp.rank)
+    mlp.gate_proj = _column(mlp.gate_proj, rows)
+    mlp.up_proj = _column(mlp.up_proj, rows)
+    mlp.down_proj = _row(mlp.down_proj, rows, tp)
