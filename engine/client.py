@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import EngineAPI, GenerationResult, Timings, Usage
+from .engine import EngineAPI, GenerationResult, Timings, Usage, as_id_list
 from .errors import EngineUnavailableError, InvalidRequestError
 from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
 from .sampling import DedentStop, FinishReason, SamplingParams
@@ -267,7 +267,7 @@ class DaemonClient(EngineAPI):
 
     def prefill(self, key: str, token_ids: list[int], cancelled=None, *, priority: Priority = Priority.BACKGROUND,
                 client: str = "") -> Usage:
-        ids = _ids_list(token_ids)
+        ids = as_id_list(token_ids)
         self._documents[key] = ids
         reply = self._call({"op": "sync", "key": key, "ids": ids, "priority": priority.name.lower()},
                            cancelled=cancelled)
@@ -276,7 +276,7 @@ class DaemonClient(EngineAPI):
     def generate_for(self, key: str, token_ids: list[int], params: SamplingParams, on_token=None, cancelled=None,
                      *, healed_text: str = "", stop_when=None, priority: Priority = Priority.INTERACTIVE,
                      client: str = "") -> GenerationResult:
-        ids = _ids_list(token_ids)
+        ids = as_id_list(token_ids)
         message: dict[str, Any] = {"op": "generate", "key": key, "ids": ids, "params": params_to_wire(params),
                                    "priority": priority.name.lower(), "stream": on_token is not None}
         if healed_text:
@@ -298,12 +298,6 @@ class DaemonClient(EngineAPI):
     def shutdown(self) -> None:
         """Ask the daemon to exit (every client's requests fail with EngineUnavailableError)."""
         self._call({"op": "shutdown"})
-
-
-def _ids_list(token_ids) -> list[int]:
-    if hasattr(token_ids, "tolist"):
-        token_ids = token_ids.flatten().tolist()
-    return list(token_ids)
 
 
 def _tail(path: Path, lines: int = 3) -> str:

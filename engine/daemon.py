@@ -34,6 +34,7 @@ from typing import Any
 
 from .engine import Engine
 from .errors import InvalidRequestError, LoopcoderError
+from .hardware import package_version
 from .protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -62,15 +63,6 @@ def default_socket_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) / "loopcoder" if runtime and Path(runtime).is_dir() else Path(f"/tmp/loopcoder-{os.getuid()}")
     return base / "engine.sock"
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("loopcoder")
-    except Exception:
-        return "0+unknown"
 
 
 class _Connection:
@@ -278,7 +270,7 @@ class EngineServer:
         if client:
             conn.client = f"{client}#{conn.id}"
         cfg = self.engine.model_config
-        return {"protocol": PROTOCOL_VERSION, "server": _version(), "connection": conn.id, "pid": os.getpid(),
+        return {"protocol": PROTOCOL_VERSION, "server": package_version(), "connection": conn.id, "pid": os.getpid(),
                 "model": {"name": self.model_name, "path": self.model_path, "model_type": cfg.model_type, "vocab_size": cfg.vocab_size,
                           "max_position_embeddings": cfg.max_position_embeddings,
                           "device": self.engine.config.device, "dtype": str(self.engine.config.dtype)},

@@ -74,6 +74,13 @@ def _never() -> bool:
     return False
 
 
+def as_id_list(token_ids) -> list[int]:
+    """Token ids from a list, any sequence, or a tensor of any shape."""
+    if isinstance(token_ids, torch.Tensor):
+        return token_ids.flatten().tolist()
+    return list(token_ids)
+
+
 class EngineAPI:
     """What front ends call, in process (`Engine`) or across a socket (`engine.client`):
     `tokenizer`, `model_config.max_position_embeddings`, `generate_for`, `generate_json`,
@@ -244,9 +251,7 @@ class Engine(EngineAPI):
         return self._texts
 
     def _check_prompt(self, token_ids, max_new_tokens: int = 0) -> list[int]:
-        if isinstance(token_ids, torch.Tensor):
-            token_ids = token_ids.flatten().tolist()
-        ids = list(token_ids)
+        ids = as_id_list(token_ids)
         if not ids:
             raise InvalidRequestError("empty prompt: at least one token is needed")
         vocab = self.model_config.vocab_size

@@ -1,8 +1,18 @@
-"""What machine this is, for benchmark and evaluation reports."""
+"""What machine and build this is, for reports, handshakes and benchmark notes."""
 
 from __future__ import annotations
 
 import platform
+
+
+def package_version() -> str:
+    """loopcoder's installed version ("0+unknown" when run from a tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("loopcoder")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def cpu_model() -> str:

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from .client import RemoteModelConfig
-from .engine import EngineAPI, GenerationResult, Usage
+from .engine import EngineAPI, GenerationResult, Usage, as_id_list
 from .errors import ConstrainedDecodingError, EngineUnavailableError, InvalidRequestError, LoopcoderError
 from .sampling import FinishReason, SamplingParams
 from .scheduler import Priority
@@ -166,7 +166,7 @@ class _RemoteBackend(EngineAPI):
     def generate_for(self, key: str, token_ids: list[int], params: SamplingParams, on_token=None, cancelled=None,
                      *, healed_text: str = "", stop_when=None, priority: Priority = Priority.INTERACTIVE,
                      client: str = "") -> GenerationResult:
-        ids = list(token_ids.flatten().tolist() if hasattr(token_ids, "flatten") else token_ids)
+        ids = as_id_list(token_ids)
         if not ids:
             raise InvalidRequestError("empty prompt: at least one token is needed")
         prefix = ""

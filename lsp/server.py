@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -26,6 +25,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
+from loopcoder.engine.hardware import package_version
 from loopcoder.lsp.features import actions
 from loopcoder.lsp.features.actions import ActionOptions, Finding, Span
 from loopcoder.lsp.features.documents import Change, Document, DocumentStore, Position, Range, units_of
@@ -39,16 +39,9 @@ from loopcoder.lsp.features.settings import ServerSettings
 log = logging.getLogger(__name__)
 
 
-def _version() -> str:
-    try:
-        return version("loopcoder")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 class LoopcoderServer(LanguageServer):
     def __init__(self, settings: ServerSettings = ServerSettings()):
-        super().__init__("loopcoder", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        super().__init__("loopcoder", package_version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          notebook_document_sync=NOTEBOOK_SYNC)
         self.settings = settings
         self.documents = DocumentStore()

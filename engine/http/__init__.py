@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine import EngineAPI
 from ..errors import InvalidRequestError, LoopcoderError
+from ..hardware import package_version
 from .bridge import ApiContext
 from .errors import error_response, exception_response
 from .metrics import HttpMetrics
@@ -247,7 +248,7 @@ def build_app(engine: EngineAPI, *, model_name: str, token: str | None) -> FastA
         yield
         ctx.shutdown()
 
-    app = FastAPI(title="loopcoder", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="loopcoder", version=package_version(), lifespan=lifespan,
                   description="TGI- and OpenAI-compatible text generation by the loopcoder engine. See docs/api.md.")
     app.state.loopcoder = ctx
     app.state.loopcoder_token = token
@@ -301,15 +302,6 @@ def _add_health_and_metrics(app: FastAPI, ctx: ApiContext, deps: list) -> None:
     async def metrics() -> Response:
         """Prometheus metrics: latencies, queue, warm documents, KV cache, prefix-cache hits."""
         return Response(await asyncio.to_thread(ctx.metrics.render), media_type=CONTENT_TYPE_LATEST)
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("loopcoder")
-    except Exception:
-        return "0+unknown"
 
 
 # -- serving ---------------------------------------------------------------------------------
