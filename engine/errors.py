@@ -48,3 +48,7 @@ class InternalError(LoopcoderError):
 
 class EngineUnavailableError(LoopcoderError):
     """The engine daemon cannot be reached, or the connection broke while a request was in flight."""
+
+
+class OutputPolicyError(LoopcoderError):
+    """The model's answer broke the feature's policy (a hint that hands over code) on every try."""

@@ -1,4 +1,4 @@
-"""`loopcoder` command line: info, generate, complete, lsp, demo, eval.
+"""`loopcoder` command line: info, generate, complete, lsp, demo, eval, scaffold, review, hint.
 
 Errors from the engine (`LoopcoderError`) are printed as one clear line on stderr with
 exit status 2; anything else is a bug and keeps its traceback.
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTS = ("auto", "none", "int8", "int4")
+QUANTS = ("auto", "none", "int8", "int4", "fp8")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     from loopcoder.lsp.eval import command as eval_command
 
     eval_command.add_arguments(evaluate)
+
+    scaffold = sub.add_parser("scaffold", help="a form app (SQLite, FastAPI, HTML form, tests) from one sentence "
+                                               "or a form spec (docs/scaffold.md)")
+    _add_model_args(scaffold)
+    add_backend_arguments(scaffold)
+    from loopcoder.lsp.features.scaffold import command as scaffold_command
+
+    scaffold_command.add_arguments(scaffold)
+
+    from loopcoder.lsp.review_cli import add_hint_arguments, add_review_arguments
+
+    review = sub.add_parser("review", help="review a change set (--git BASE..HEAD, --diff FILE, or files) for CI: "
+                                           "SARIF, a GitHub pull-request review, or text (docs/ci.md)")
+    _add_model_args(review)
+    add_backend_arguments(review)
+    add_review_arguments(review)
+
+    hint = sub.add_parser("hint", help="one Socratic question about PROBLEM_FILE's SOLUTION_FILE: a nudge, never code")
+    _add_model_args(hint)
+    add_backend_arguments(hint)
+    add_hint_arguments(hint)
     return parser
 
 
@@ -388,9 +409,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("recent latency (p50)", f"first token {ms(stats['first_token_p50_s'])}, whole request "
                                  f"{ms(stats['total_p50_s'])} over {stats['requests']} requests"),
         ("queue", f"{stats['running']} running, {stats['queue_depth']} waiting"),
+        *_graph_rows(stats),
         ("process", f"pid {stats['pid']}, up {stats['uptime_s']:.0f} s, socket {path}"),
     ])
     return 0
+
+
+def _graph_rows(stats: dict) -> list[tuple[str, str]]:
+    """The CUDA graph row of `loopcoder status`, on GPU engines only."""
+    if not str(stats.get("device", "")).startswith("cuda"):
+        return []
+    sizes = stats.get("cuda_graphs")
+    if sizes is None:
+        return [("CUDA graphs", "off: every step runs eagerly (docs/troubleshooting.md, Speed)")]
+    captured = ", ".join(map(str, sizes)) or "none yet"
+    return [("CUDA graphs", f"captured for batch sizes {captured}; {stats.get('graph_replays', 0)} decode steps replayed")]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -412,6 +445,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from loopcoder.lsp.features.engine_loading import engine_for_args
 
     return eval_command.run(args, lambda: engine_for_args(args, lambda: _load(args)))
+
+
+def cmd_scaffold(args: argparse.Namespace) -> int:
+    from loopcoder.lsp.features.engine_loading import engine_for_args
+    from loopcoder.lsp.features.scaffold import command as scaffold_command
+
+    return scaffold_command.run(args, lambda: engine_for_args(args, lambda: _load(args)))
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from loopcoder.lsp.features.engine_loading import engine_for_args
+    from loopcoder.lsp.review_cli import run_review
+
+    return run_review(args, lambda: engine_for_args(args, lambda: _load(args)))
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    from loopcoder.lsp.features.engine_loading import engine_for_args
+    from loopcoder.lsp.review_cli import run_hint
+
+    return run_hint(args, lambda: engine_for_args(args, lambda: _load(args)))
 
 
 def _report(result) -> None:
@@ -437,7 +491,8 @@ def _human(n: int) -> str:
 
 
 COMMANDS = {"info": cmd_info, "generate": cmd_generate, "complete": cmd_complete, "lsp": cmd_lsp, "demo": cmd_demo,
-            "eval": cmd_eval, "engine": cmd_engine, "status": cmd_status}
+            "eval": cmd_eval, "engine": cmd_engine, "status": cmd_status, "scaffold": cmd_scaffold,
+            "review": cmd_review, "hint": cmd_hint}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,10 @@
-"""Code actions on a selection or a whole file: review, explain, hint, and edit by instruction.
+"""Code actions on a selection or a whole file: review, explain, and edit by instruction
+(the hint, with its no-code policy, is `hints`; the CI review of a diff is `ci_review`).
 
 Editor-neutral (no pygls): the LSP server, the notebook extension and the CLI call these.
 Each action is one chat turn with the model. Review and edit answer in JSON under a
 schema (the engine masks every token the schema forbids), so their output always parses;
-explain and hint answer in markdown.
+explain answers in markdown.
 
 The code goes into the prompt as plain text, encoded apart from the chat template's
 markup, so a file that contains "<|im_start|>" cannot inject a turn. Each action keeps
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
@@ -24,7 +25,7 @@ from loopcoder.engine.sampling import FinishReason, SamplingParams
 from loopcoder.engine.scheduler import Priority
 
 SEVERITIES = ("error", "warning", "info")
-CATEGORIES = ("security", "correctness", "performance", "style")
+CATEGORIES = ("security", "bug", "performance", "style")
 MAX_FINDINGS = 6
 MAX_MESSAGE_CHARS = 200
 MAX_REPLACEMENT_CHARS = 300
@@ -70,7 +71,7 @@ class Finding:
 REVIEW_SYSTEM = (
     "You are a meticulous senior code reviewer. Report only real problems: security "
     "(SQL or shell commands built from user input, unsafe deserialization, secrets in code), "
-    "correctness, performance, and style. For each problem give the line number as shown, a "
+    "bugs, performance, and style. For each problem give the line number as shown, a "
     "severity, a category, one sentence saying what is wrong and why, and, when one line can "
     "fix it, that corrected line as `replacement` (else null). For SQL injection the fix is a "
     "parameterized query. Report at most five problems, most severe first, each message one short "
@@ -92,22 +93,6 @@ EXPLAIN_SYSTEM = (
     "You are a patient senior engineer. Explain what the given code does, how it does it, and "
     "anything surprising in it, in concise markdown: a one-sentence summary, then short bullet points."
 )
-HINT_SYSTEM = (
-    "You are a Socratic programming tutor. Never write the solution and never write code. Ask "
-    "one or two short guiding questions that point the student toward the key idea (for example a "
-    "data structure, prefix sums, a complexity bound, an invariant or an edge case) so they find "
-    "the answer themselves."
-)
-HINT_ASK = "I am working on this code and I am stuck. Give me a hint, not the answer."
-HINT_TOKENS = 160  # a hint is a question or two
-HINT_EXAMPLES = ((
-    f"{HINT_ASK}\n\n```python\ndef has_pair_with_sum(numbers, target):\n    for i in range(len(numbers)):\n"
-    "        for j in range(i + 1, len(numbers)):\n            if numbers[i] + numbers[j] == target:\n"
-    "                return True\n    return False\n```",
-    "Your loops compare every pair, so the work grows with the square of the list. When you reach a number, "
-    "which other number would complete the pair? What could you remember about the numbers you have already "
-    "seen so that checking for that partner takes constant time?",
-),)
 EDIT_SYSTEM = (
     "You are an expert programmer. Rewrite the given code to follow the instruction. Change only "
     "what the instruction asks, keep the indentation and style, and answer with JSON only: the "
@@ -207,12 +192,14 @@ def _fits(engine: Engine, ids: list[int], options: ActionOptions, what: str) -> 
     return ids
 
 
-def _params(options: ActionOptions, schema: dict | None = None, max_new_tokens: int | None = None) -> SamplingParams:
+def _params(options: ActionOptions, schema: dict | None = None, max_new_tokens: int | None = None,
+            seed: int | None = None) -> SamplingParams:
     return SamplingParams(max_new_tokens=max_new_tokens or options.max_new_tokens, temperature=options.temperature,
-                          json_schema=schema)
+                          json_schema=schema, seed=seed)
 
 
-def _on_token(progress: Progress | None):
+def token_counter(progress: Progress | None):
+    """An on_token callback reporting the count of tokens generated so far; None for no progress."""
     if progress is None:
         return None
     count = 0
@@ -240,14 +227,22 @@ def review(engine: Engine, key: str, text: str, span: Span | None = None, langua
     ids = _fits(engine, chat_ids(engine, REVIEW_SYSTEM, f"Review this {what} (line numbers on the left):\n\n", shown,
                                  examples=REVIEW_EXAMPLES), options, "this review")
     schema = finding_schema(span.first + 1, span.last + 1)
-    result = engine.generate_for(f"{key}#review", ids, _params(options, schema), cancelled=cancelled,
-                                 on_token=_on_token(progress), priority=Priority.ACTION)
+    value, complete = findings_answer(engine, f"{key}#review", ids, schema, options, cancelled, progress)
+    return Review(findings_from(value, lines), complete)
+
+
+def findings_answer(engine: Engine, key: str, ids: list[int], schema: dict, options: ActionOptions,
+                    cancelled: CancelCheck | None = None, progress: Progress | None = None) -> tuple[dict, bool]:
+    """The model's `{"findings": [...]}` answer under `schema`, and whether it was complete.
+
+    Shared by the editor's review and the CI review (`ci_review`)."""
+    result = engine.generate_for(key, ids, _params(options, schema), cancelled=cancelled,
+                                 on_token=token_counter(progress), priority=Priority.ACTION)
     if result.finish_reason is FinishReason.CANCELLED:
         raise CancelledError(f"the review was cancelled after {len(result.token_ids)} tokens")
     complete = result.finish_reason is not FinishReason.LENGTH
     # Out of tokens mid-answer: the findings written out in full still count.
-    value = json.loads(result.text) if complete else complete_findings(result.text)
-    return Review(findings_from(value, lines), complete)
+    return (json.loads(result.text) if complete else complete_findings(result.text)), complete
 
 
 @dataclass(frozen=True)
@@ -332,7 +327,7 @@ def relocate(findings: list[Finding], text: str) -> list[Finding]:
     return moved
 
 
-# -- explain and hint -----------------------------------------------------------------------
+# -- explain -----------------------------------------------------------------------
 
 
 def explain(engine: Engine, key: str, text: str, span: Span | None = None, language: str = "",
@@ -359,46 +354,13 @@ def drop_repeat_paragraphs(markdown: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
-def hint(engine: Engine, key: str, text: str, span: Span | None = None, language: str = "",
-         options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
-         progress: Progress | None = None) -> str:
-    """A Socratic hint about lines `span` of `text`: questions, code stripped out; "" when nothing is left."""
-    code, fence = _selected(text, span)
-    before = f"{HINT_ASK}\n\n{fence}{language}\n"
-    ids = _fits(engine, chat_ids(engine, HINT_SYSTEM, before, code, f"\n{fence}", examples=HINT_EXAMPLES),
-                options, "this hint")
-    result = _chat(engine, f"{key}#hint", ids, options, cancelled, progress, max_new_tokens=HINT_TOKENS)
-    hint_text = drop_repeats(strip_code(result.text))
-    if result.finish_reason is FinishReason.LENGTH:
-        hint_text = whole_sentences(hint_text)
-    return hint_text
-
-
-def drop_repeats(text: str) -> str:
-    """`text` without sentences that say again, word for word, what an earlier one said
-    (small models loop; a reader should not have to)."""
-    seen: set[str] = set()
-    kept: list[str] = []
-    for sentence in re.split(r"(?<=[.?!])\s+(?=\S)", text):
-        normal = " ".join(sentence.split()).lower()
-        if normal and normal in seen:
-            continue
-        seen.add(normal)
-        kept.append(sentence)
-    return " ".join(kept)
-
-
-def whole_sentences(text: str) -> str:
-    """`text` up to its last finished sentence (a hint cut off mid-sentence reads badly)."""
-    ends = [m.end() for m in re.finditer(r"[.?!](?=\s|$)", text)]
-    return text[: ends[-1]].strip() if ends else text.strip()
-
-
 def _chat(engine: Engine, key: str, ids: list[int], options: ActionOptions, cancelled: CancelCheck | None,
-          progress: Progress | None, max_new_tokens: int | None = None) -> GenerationResult:
+          progress: Progress | None, max_new_tokens: int | None = None, seed: int | None = None,
+          stop: tuple[str, ...] = ()) -> GenerationResult:
     tokens = min(options.max_new_tokens, max_new_tokens or options.max_new_tokens)
-    return engine.generate_for(key, ids, _params(options, max_new_tokens=tokens), on_token=_on_token(progress),
-                               cancelled=cancelled, priority=Priority.ACTION)
+    params = replace(_params(options, max_new_tokens=tokens, seed=seed), stop=stop)
+    return engine.generate_for(key, ids, params, on_token=token_counter(progress), cancelled=cancelled,
+                               priority=Priority.ACTION)
 
 
 def _selected(text: str, span: Span | None) -> tuple[str, str]:
@@ -413,33 +375,6 @@ def _fence(code: str) -> str:
     """A markdown fence longer than any backtick run in `code`."""
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     return "`" * max(3, longest + 1)
-
-
-_FENCED = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
-
-
-def strip_code(markdown: str) -> str:
-    """`markdown` without fenced or indented code blocks (a hint must not hand over the solution)."""
-    text = _strip_indented(_FENCED.sub("", markdown))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def _strip_indented(text: str) -> str:
-    """Drop indented code blocks: indented lines after a blank line, as markdown reads them (list items stay)."""
-    out: list[str] = []
-    previous_blank = True
-    in_block = False
-    for line in text.split("\n"):
-        blank = not line.strip()
-        indented = line.startswith("    ") or line.startswith("\t")
-        if indented and not blank and (previous_blank or in_block) and not line.lstrip().startswith(("-", "*", "+")):
-            in_block = True
-        elif not blank:
-            in_block = False
-        if not in_block:
-            out.append(line)
-        previous_blank = blank
-    return "\n".join(out)
 
 
 # -- edit ---------------------------------------------------------------------------------
@@ -465,7 +400,7 @@ def edit(engine: Engine, key: str, text: str, start: int, end: int, instruction:
         raise InvalidRequestError(f"the selection is too long to rewrite with this model ({len(code)} characters): select less")
     schema = {**EDIT_SCHEMA, "properties": {"code": {"type": "string", "maxLength": max_chars}}}
     value, _ = engine.generate_json(f"{key}#edit", ids, schema, _params(options, max_new_tokens=max_chars + 16),
-                                    cancelled=cancelled, on_token=_on_token(progress), priority=Priority.ACTION)
+                                    cancelled=cancelled, on_token=token_counter(progress), priority=Priority.ACTION)
     rewritten = value["code"]
     # Keep the selection's own trailing newline: models drop it, and the next line would join this one.
     if code.endswith("\n") and not rewritten.endswith("\n"):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.lsp.features import actions
+from loopcoder.lsp.features import actions, hints
 from loopcoder.lsp.features.actions import Finding, Span
 
 FLASK = (Path(__file__).parents[2] / "docs" / "examples" / "flask_app.py").read_text()
@@ -72,14 +72,15 @@ def test_numbered_gutter_is_one_based_and_aligned():
     assert actions.numbered(["a", "b"], 8) == " 9 | a\n10 | b"
 
 
-@pytest.mark.parametrize("markdown, expected", [
-    ("Think about sums.\n\n```python\nprint(sum(x))\n```\nWhat repeats?", "Think about sums.\n\nWhat repeats?"),
-    ("What if you kept a running total?\n\n    total = 0\n    for x in xs: ...\n\nWhy?", "What if you kept a running total?\n\nWhy?"),
-    ("- first\n    continued list item\n", "- first\n    continued list item"),
-    ("```\nunterminated code", ""),
+@pytest.mark.parametrize("markdown, reason", [
+    ("Think about sums.\n\n```python\nprint(sum(x))\n```\nWhat repeats?", "fenced"),
+    ("What if you kept a running total?\n\n    total = 0\n    for x in xs: ...\n\nWhy?", "indented"),
+    ("- first\n    continued list item\n", None),
+    ("```\nunterminated code", "fenced"),
 ])
-def test_strip_code_removes_code_blocks(markdown, expected):
-    assert actions.strip_code(markdown) == expected
+def test_code_in_hints_is_recognised(markdown, reason):
+    found = hints.code_in(markdown)
+    assert (found is None) if reason is None else (reason in found)
 
 
 def test_fence_outgrows_backticks_in_the_code():
@@ -146,17 +147,17 @@ def test_review_with_the_real_model_is_schema_valid(default_engine):
     ("Version 1.5 is out. Then", "Version 1.5 is out."),
 ])
 def test_whole_sentences_cuts_a_hint_at_its_last_full_stop(text, expected):
-    assert actions.whole_sentences(text) == expected
+    assert hints.whole_sentences(text) == expected
 
 
 def test_hint_with_the_real_model_has_no_code(default_engine):
-    text = actions.hint(default_engine, "sums", "def f(xs, qs):\n    return [sum(xs[i:j]) for i, j in qs]\n", language="python")
+    text = hints.hint(default_engine, "sums", "def f(xs, qs):\n    return [sum(xs[i:j]) for i, j in qs]\n", language="python")
     assert "```" not in text
 
 
 def test_drop_repeats_keeps_the_first_of_each_sentence():
     looped = "You cannot do that. You cannot do that.  You cannot  do that. Why not? You cannot do that."
-    assert actions.drop_repeats(looped) == "You cannot do that. Why not?"
+    assert hints.drop_repeats(looped) == "You cannot do that. Why not?"
 
 
 def test_drop_repeat_paragraphs_keeps_code_fences_and_short_lines():

@@ -1,5 +1,6 @@
 """Code actions end to end over stdio with the real default model: review as diagnostics with fixes,
-explain, hint, edit by instruction, and the scaffold command that has not landed yet.
+explain, hint, edit by instruction, and bad arguments to the scaffold command
+(tests/lsp/test_scaffold_e2e.py drives it in full).
 
 The tiny default model's findings are not predictable, so these tests check what must hold
 for any answer: every finding is a diagnostic on a line of the file, every fix is a
@@ -192,7 +193,7 @@ async def test_edit_applies_a_workspace_edit_to_the_selection(client: LanguageCl
     ("loopcoder.hint", {"uri": "file:///work/bad.py", "range": {"start": 1}}, "range must look like"),
     ("loopcoder.explain", {"uri": "file:///work/bad.py", "range": _as_dict(_range(0, 0, 50, 0))}, "past the end"),
     ("loopcoder.edit", {"uri": "file:///work/bad.py", "range": _as_dict(_range(0, 0, 1, 0))}, "non-empty instruction"),
-    ("loopcoder.scaffoldForm", {"description": "a signup form", "target": "/tmp/x"}, "not available yet"),
+    ("loopcoder.scaffoldForm", {"description": "a signup form"}, "needs \"target\""),
 ])
 async def test_bad_commands_are_errors_and_the_server_goes_on(client: LanguageClient, name, argument, message):
     _open(client, "bad.py", PREFIX_SUMS)

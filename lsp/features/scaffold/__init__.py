@@ -1,0 +1,60 @@
+"""Low-code form scaffolding: one sentence to a running form app (issue 7; docs/scaffold.md).
+
+    sentence --model, JSON schema--> form spec --jinja2--> SQLite DDL, SQLAlchemy model,
+                                     (spec.py)             FastAPI API, HTML form, tests, README
+
+Editor-neutral (no pygls): `loopcoder scaffold` and the LSP command `loopcoder.scaffoldForm`
+both call `build` and then write or send its files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loopcoder.engine.engine import CancelCheck, EngineAPI
+from loopcoder.engine.errors import InvalidRequestError
+
+from .describe import MAX_NEW_TOKENS, spec_from_description
+from .output import ScaffoldTargetError, planned_paths, target_folder, write_files
+from .render import API, FILE_NAMES, MANIFEST, RUN, render_app, run_command
+from .spec import FIELD_TYPES, FormField, FormSpec, LoadedSpec, SpecError, load_spec, spec_json_schema
+
+__all__ = ["API", "FIELD_TYPES", "MANIFEST", "RUN", "FormField", "FormSpec", "LoadedSpec", "Scaffold",
+           "ScaffoldTargetError", "SpecError", "build", "check_folder", "load_spec", "planned_paths", "render_app", "run_command",
+           "spec_from_description", "spec_json_schema", "target_folder", "write_files"]
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    spec: FormSpec
+    repairs: list[str]  # names the spec's author gave that were changed to safe ones
+    files: dict[str, str]  # relative POSIX path -> text, the manifest included
+
+    @property
+    def run(self) -> str:
+        """The command that starts the app from its folder, on port 8000."""
+        return run_command(8000)
+
+
+def check_folder(folder, force: bool) -> None:
+    """Refuse a folder the app's files cannot go into; every app has the same file names, so
+    this is known before the model runs."""
+    planned_paths(folder, dict.fromkeys(FILE_NAMES), force)
+
+
+def build(description: str = "", spec: Any = None, engine: Callable[[], EngineAPI] | None = None,
+          cancelled: CancelCheck | None = None, progress: Callable[[int], None] | None = None,
+          max_new_tokens: int = MAX_NEW_TOKENS) -> Scaffold:
+    """The app for a spec (JSON data or text; the model is not used) or else for a description.
+
+    `engine` is called only when the model is needed, so a spec never loads a model.
+    """
+    if spec is not None:
+        loaded = load_spec(spec)
+    elif engine is None:
+        raise InvalidRequestError("scaffolding from a description needs a model; or give a spec")
+    else:
+        loaded = spec_from_description(engine(), description, cancelled=cancelled, progress=progress,
+                                       max_new_tokens=max_new_tokens)
+    return Scaffold(loaded.spec, loaded.repairs, render_app(loaded.spec))

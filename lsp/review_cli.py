@@ -1,0 +1,111 @@
+"""`loopcoder review` and `loopcoder hint`: their arguments and runs (the features live in lsp/features/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from loopcoder.engine.errors import InvalidRequestError
+from loopcoder.lsp.features.actions import ActionOptions
+from loopcoder.lsp.features.ci_review.formats import FORMATS
+
+from loopcoder.lsp.features.ci_review.review import FAIL_ON
+
+
+def add_review_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", type=Path, help="files or directories to review whole (instead of a diff)")
+    p.add_argument("--git", metavar="BASE..HEAD", help="review `git diff BASE..HEAD` (or BASE...HEAD) of the repository")
+    p.add_argument("--diff", metavar="FILE", help="review a unified diff file ('-' reads stdin)")
+    p.add_argument("--root", type=Path, default=None,
+                   help="the repository root that paths in the diff are relative to (default: the current directory)")
+    p.add_argument("--format", default="text", choices=FORMATS,
+                   help="text for people (default), sarif (SARIF 2.1.0 for code scanning), or github (a pull-request "
+                        "review body for the GitHub API)")
+    p.add_argument("--output", "-o", type=Path, default=None, help="write the report here (default: stdout)")
+    p.add_argument("--fail-on", default="never", choices=FAIL_ON,
+                   help="exit with status 1 when a finding is at least this severe (default: never)")
+    p.add_argument("--no-model", action="store_true", help="report the analyzers' findings only; load no model")
+    p.add_argument("--no-analyzers", action="store_true", help="do not run ruff and bandit")
+    p.add_argument("--max-tokens", type=int, default=384, help="tokens the model may write per hunk (default: 384)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    p.add_argument("--color", default="auto", choices=("auto", "always", "never"),
+                   help="colors in --format text: auto (on a terminal, unless NO_COLOR is set), always, never")
+
+
+def add_hint_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("problem_file", type=Path, help="the problem statement (text or markdown)")
+    p.add_argument("solution_file", type=Path, help="the student's code so far")
+    p.add_argument("--max-tokens", type=int, default=512, help="token budget of each try (a hint stops at 160)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+
+
+def run_review(args: argparse.Namespace, engine_factory: Callable) -> int:
+    from loopcoder.lsp.features.ci_review import diff
+    from loopcoder.lsp.features.ci_review.formats import render, use_color
+    from loopcoder.lsp.features.ci_review.review import ReviewOptions, exit_status, review_changes
+
+    inputs = [name for name, given in (("--git", args.git), ("--diff", args.diff), ("paths", args.paths)) if given]
+    if len(inputs) != 1:
+        raise InvalidRequestError("give exactly one of --git BASE..HEAD, --diff FILE or paths to review"
+                                  + (f", not {' and '.join(inputs)}" if inputs else ""))
+    if args.max_tokens < 1:
+        raise InvalidRequestError(f"--max-tokens must be at least 1, not {args.max_tokens}")
+    if args.output is not None and not args.output.parent.is_dir():
+        raise InvalidRequestError(f"cannot write {args.output}: {args.output.parent} is not a directory")
+    root = args.root or Path.cwd()
+    if args.git:
+        changes = diff.from_git(args.git, root)
+    elif args.diff:
+        changes = diff.from_diff(_read_text(args.diff, "the diff"), root)
+    else:
+        changes = diff.from_paths(args.paths, root)
+    options = ReviewOptions(model=not args.no_model, analyzers=not args.no_analyzers,
+                            actions=ActionOptions(max_new_tokens=args.max_tokens, temperature=args.temperature))
+    report = review_changes(changes, engine_factory, options, model_name=_model_name(args), progress=_progress())
+    if args.output is not None:
+        args.output.write_text(render(report, args.format, color=args.color == "always", commit=changes.commit))
+    else:
+        sys.stdout.write(render(report, args.format, color=use_color(sys.stdout, args.color), commit=changes.commit))
+    return exit_status(report, args.fail_on)
+
+
+def run_hint(args: argparse.Namespace, engine_factory: Callable) -> int:
+    from loopcoder.lsp.features import hints
+    from loopcoder.lsp.features.ci_review.context import language_of
+
+    problem = _read_text(str(args.problem_file), "the problem file")
+    solution = _read_text(str(args.solution_file), "the solution file")
+    for text, path, what in ((problem, args.problem_file, "problem statement"), (solution, args.solution_file, "code")):
+        if not text.strip():
+            raise InvalidRequestError(f"{path} is empty: a hint needs the {what}")
+    options = ActionOptions(max_new_tokens=args.max_tokens, temperature=args.temperature)
+    engine = engine_factory()
+    print(hints.hint(engine, args.solution_file.resolve().as_uri(), solution, language=language_of(args.solution_file.name),
+                     options=options, problem=problem))
+    return 0
+
+
+def _read_text(name: str, what: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    path = Path(name)
+    if not path.is_file():
+        raise InvalidRequestError(f"{what} {name} does not exist" if not path.exists() else f"{what} {name} is not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidRequestError(f"cannot read {what} {name}: {e}") from None
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    if getattr(args, "backend", "") in ("openai", "tgi"):
+        return f"{args.model or 'the served model'} at {args.url}"
+    return str(args.model) if args.model else "SmolLM2-135M-Instruct (embedded default)"
+
+
+def _progress():
+    if not sys.stderr.isatty():
+        return None
+    return lambda message: print(f"loopcoder: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,144 @@
+"""loopcoder.scaffoldForm end to end over stdio: the app arrives as one WorkspaceEdit of CreateFile and
+TextDocumentEdit operations, which this client applies to disk as an editor would."""
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.uris import from_fs_path, to_fs_path
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from loopcoder.lsp.features.scaffold import MANIFEST, build
+
+from ..scaffold.specs import REPAIRS_ZH
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+WORKSPACE = Path(tempfile.mkdtemp(prefix="loopcoder-scaffold-lsp-")).resolve()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_workspace():
+    yield
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+def _apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+    """What an editor does with the edit: create each file, then insert its text."""
+    for change in params.edit.document_changes:
+        path = Path(to_fs_path(change.uri if isinstance(change, types.CreateFile) else change.text_document.uri))
+        if isinstance(change, types.CreateFile):
+            if path.exists() and not (change.options and change.options.overwrite):
+                return types.ApplyWorkspaceEditResult(applied=False, failure_reason=f"{path} exists")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+        else:
+            (edit,) = change.edits
+            assert edit.range.start == edit.range.end == types.Position(line=0, character=0)
+            path.write_text(edit.new_text + path.read_text(encoding="utf-8"), encoding="utf-8")
+    return types.ApplyWorkspaceEditResult(applied=True)
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    params=["neovim", "visual-studio-code"],
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
+)
+async def client(request, lsp_client: LanguageClient):
+    lsp_client.applied_edits = []
+
+    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        lsp_client.applied_edits.append(params)
+        return _apply(params)
+
+    lsp_client.profile = request.param
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities(request.param), root_uri=from_fs_path(str(WORKSPACE)),
+        workspace_folders=[types.WorkspaceFolder(uri=from_fs_path(str(WORKSPACE)), name="work")],
+        initialization_options={"maxTokens": 8, "temperature": 0}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _scaffold(client, argument):
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="loopcoder.scaffoldForm", arguments=[argument]))
+
+
+async def test_scaffold_from_a_spec_creates_every_file(client: LanguageClient):
+    folder = WORKSPACE / f"repairs-{client.profile}"
+    result = await asyncio.wait_for(_scaffold(client, {"description": "", "target": from_fs_path(str(folder)),
+                                                       "spec": REPAIRS_ZH}), timeout=60)
+    assert result["applied"] is True and result["folder"] == folder.as_uri()
+    expected = build(spec=REPAIRS_ZH).files
+    assert result["files"] == [(folder / name).as_uri() for name in expected]
+    for name, text in expected.items():
+        assert (folder / name).read_text(encoding="utf-8") == text, name
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    assert result["spec"] == manifest["spec"] and result["api"] == manifest["api"] == "/api/records"
+    assert result["run"].endswith(manifest["run"].format(port=8000))
+    edit = client.applied_edits[-1].edit
+    kinds = [type(c).__name__ for c in edit.document_changes]
+    assert kinds == ["CreateFile", "TextDocumentEdit"] * len(expected)
+
+
+async def test_existing_files_need_force(client: LanguageClient):
+    folder = WORKSPACE / f"twice-{client.profile}"
+    argument = {"target": str(folder), "spec": REPAIRS_ZH}
+    assert (await _scaffold(client, argument))["applied"] is True
+    (folder / "app.py").write_text("# mine\n")
+    with pytest.raises(JsonRpcException, match="already has app.py.*pass --force"):
+        await _scaffold(client, argument)
+    assert (folder / "app.py").read_text() == "# mine\n"
+    assert (await _scaffold(client, {**argument, "force": True}))["applied"] is True
+    assert (folder / "app.py").read_text() != "# mine\n"
+
+
+@pytest.mark.parametrize("argument, message", [
+    (None, "takes one argument"),
+    ({"description": "a signup form"}, 'needs "target"'),
+    ({"target": str(WORKSPACE / "x")}, 'needs "description"'),
+    ({"description": "a form", "target": "https://example.com/app"}, "must be a file:// URI or a path"),
+    ({"description": "a form", "target": "/tmp/elsewhere-loopcoder"}, "is outside the workspace"),
+    ({"description": "a form", "target": str(WORKSPACE / ".." / "up")}, "contains '..'"),
+    ({"description": "a form", "target": str(WORKSPACE / "y"), "force": "yes"}, '"force" must be true or false'),
+    ({"target": str(WORKSPACE / "z"), "spec": {"title": "t", "fields": [{"name": "a", "label": "A", "type": "colour"}]}},
+     r"field 1 \(a\).type: unknown type 'colour'"),
+])
+async def test_bad_arguments_are_errors(client: LanguageClient, argument, message):
+    with pytest.raises(JsonRpcException, match=message):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="loopcoder.scaffoldForm", arguments=None if argument is None else [argument]))
+
+
+@pytest.mark.slow
+async def test_scaffold_from_a_sentence_with_the_default_model(client: LanguageClient):
+    if client.profile != "visual-studio-code":
+        pytest.skip("one profile is enough for the model's minutes")
+    folder = WORKSPACE / "from-sentence"
+    result = await asyncio.wait_for(_scaffold(client, {
+        "description": "A form to book a meeting room with date, room and organizer email",
+        "target": from_fs_path(str(folder))}), timeout=600)
+    assert result["applied"] is True and result["spec"]["fields"]
+    assert (folder / MANIFEST).is_file() and (folder / "app.py").is_file()
+
+
+async def test_an_editor_that_cannot_create_files_is_told_to_use_the_cli():
+    from types import SimpleNamespace
+
+    from loopcoder.engine.errors import LoopcoderError
+    from loopcoder.lsp.server import _check_creates_files
+
+    for edit in (None, types.WorkspaceEditClientCapabilities(document_changes=True),
+                 types.WorkspaceEditClientCapabilities(resource_operations=[types.ResourceOperationKind.Rename])):
+        ls = SimpleNamespace(client_capabilities=types.ClientCapabilities(
+            workspace=types.WorkspaceClientCapabilities(workspace_edit=edit)))
+        with pytest.raises(LoopcoderError, match="cannot create files.*loopcoder scaffold"):
+            _check_creates_files(ls)
