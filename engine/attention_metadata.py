@@ -31,6 +31,9 @@ class AttentionMetadata:
     # Per sequence: the first block-table index from which its blocks are consecutive ids,
     # so pages from there on can be read as one slice of the cache instead of a gather.
     contiguous_from: list[int]
+    # Set on the steps of a captured CUDA graph (engine/cuda_graphs.py): the decode kernels'
+    # split count is fixed, and the host lists describe the graph's bounds, not this step.
+    decode_splits: int | None = None
 
     @property
     def num_seqs(self) -> int:

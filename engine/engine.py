@@ -23,6 +23,7 @@ import torch
 from .config import ModelConfig
 from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
+from .cuda_graphs import cuda_graphs_blocker
 from .model_runner import ModelRunner
 from .models.llama import LlamaForCausalLM
 from .sampling import FinishReason, SamplingParams
@@ -44,6 +45,9 @@ class EngineConfig:
     block_size: int = 16
     prefill_chunk: int = 512  # most prompt tokens of one request in one step
     step_tokens: int = 512  # most tokens of all requests in one step (decode tokens first)
+    # Replay captured CUDA graphs for decode steps (engine/cuda_graphs.py), on CUDA where the
+    # Triton decode kernels run; LOOPCODER_KERNELS=torch or False here keeps every step eager.
+    cuda_graphs: bool = True
 
 
 @dataclass
@@ -113,18 +117,49 @@ class EngineAPI:
                                         f"{generated}") from exc
 
 
+@dataclass(frozen=True)
+class CacheLayout:
+    """The KV pages an engine allocates and whether its decode steps replay CUDA graphs; a
+    tensor-parallel follower rank allocates the same layout for its shard (engine/parallel)."""
+
+    cache: CacheConfig  # the pool's blocks
+    graphs: bool
+    max_context: int  # positions a graph covers
+
+    @classmethod
+    def plan(cls, model_config: ModelConfig, config: EngineConfig) -> "CacheLayout":
+        cache = CacheConfig.from_budget(model_config, config.kv_budget_bytes, config.block_size, config.dtype)
+        graphs = config.cuda_graphs and cuda_graphs_blocker(model_config, config.dtype, config.device) is None
+        return cls(cache, graphs, min(model_config.max_position_embeddings, cache.num_blocks * cache.block_size))
+
+    @property
+    def scratch_block(self) -> int:
+        """The block a graph's padding rows write to: one past the pool's."""
+        return self.cache.num_blocks
+
+    def allocate(self, model_config: ModelConfig, device: str) -> KVCache:
+        blocks = self.cache.num_blocks + (1 if self.graphs else 0)
+        return KVCache(model_config, blocks, self.cache.block_size, self.cache.dtype, device)
+
+    def runner(self, model: LlamaForCausalLM, kv: KVCache, device: str, runner_class: type = ModelRunner) -> ModelRunner:
+        runner = runner_class(model, device)
+        if self.graphs:
+            runner.use_cuda_graphs(kv, self.scratch_block, self.max_context)
+        return runner
+
+
 class Engine(EngineAPI):
     def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig()):
         self.model = model.eval()
         self.model_config: ModelConfig = model.config
         self.tokenizer = tokenizer
         self.config = config
-        cache_cfg = CacheConfig.from_budget(self.model_config, config.kv_budget_bytes, config.block_size, config.dtype)
-        self.cache_config = cache_cfg
-        self.kv = KVCache(self.model_config, cache_cfg.num_blocks, cache_cfg.block_size, cache_cfg.dtype, config.device)
-        self.pool = BlockPool(cache_cfg.num_blocks)
+        layout = CacheLayout.plan(self.model_config, config)
+        self.cache_config = layout.cache
+        self.kv = layout.allocate(self.model_config, config.device)
+        self.pool = BlockPool(layout.cache.num_blocks)
         self.cache = SessionCache(self.pool, self.kv)
-        self.runner = ModelRunner(model, config.device)
+        self.runner = layout.runner(model, self.kv, config.device)
         self.sessions: dict[str, DocumentSession] = {}
         self._lock = threading.RLock()
         self.scheduler = Scheduler(self)
@@ -286,4 +321,6 @@ class Engine(EngineAPI):
                 "steps": self.scheduler.steps,
                 "batched_tokens": self.scheduler.batched_tokens,
                 "max_batch_seqs": self.scheduler.max_batch_seqs,
+                "cuda_graphs": None if self.runner.graphs is None else list(self.runner.graphs.captured),
+                "graph_replays": 0 if self.runner.graphs is None else self.runner.graphs.replays,
             }

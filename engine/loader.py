@@ -66,8 +66,8 @@ def load_model(
 ) -> Engine:
     """Load a model for the engine. `path=None` loads the embedded default model.
 
-    quant: "none", "int8" or "int4" weight-only quantization of the linear layers (see
-    engine/quantization.py), or "auto": int4 with bfloat16 activations for a 4-5 bit GGUF
+    quant: "none", "int8" or "int4" weight-only quantization of the linear layers, "fp8"
+    (e4m3 weights and activations, for Ada/Hopper GPUs; see engine/quantization.py), or "auto": int4 with bfloat16 activations for a 4-5 bit GGUF
     on a CPU with bfloat16 instructions, where it is 2-3x faster at no real loss (the
     file's own grid is recovered), and no quantization otherwise. dtype=None picks
     bfloat16 for quantized models and on GPUs, float32 otherwise.
@@ -115,8 +115,8 @@ def materialize(
     `weights=None` fills it with random values in the right shapes (benchmarks).
     """
     with torch.device("meta"):
-        model = build_model(config)
-    model = model.to_empty(device=device).to(dtype)
+        model = build_model(config).to(dtype)  # on meta: allocate once, in the final dtype
+    model = model.to_empty(device=device)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
     if weights is None:

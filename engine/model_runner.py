@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from .attention_metadata import AttentionMetadata
+from .cuda_graphs import DecodeGraphs, GraphCaptureError
 from .kv_cache import KVCache
 from .models.llama import LlamaForCausalLM
 
@@ -20,15 +22,30 @@ class StepInput:
     token_ids: list[int]
 
 
+log = logging.getLogger(__name__)
+
+
 class ModelRunner:
     def __init__(self, model: LlamaForCausalLM, device: torch.device | str) -> None:
         self.model = model
         self.device = torch.device(device)
+        self.graphs: DecodeGraphs | None = None  # set by use_cuda_graphs
+
+    def use_cuda_graphs(self, kv: KVCache, scratch_block: int, max_context: int) -> None:
+        """Replay captured graphs for the decode steps over `kv` that fit them (engine/cuda_graphs.py)."""
+        self.graphs = DecodeGraphs(self.model, kv, scratch_block, max_context)
 
     @torch.inference_mode()
     def step(self, batch: list[StepInput], kv: KVCache, all_logits: bool = False) -> torch.Tensor:
         """Write the batch's K/V and return float32 logits: each sequence's last row (B, V),
         or every row (T, V) when `all_logits`."""
+        graphs = self.graphs
+        if graphs is not None and not all_logits and kv is graphs.kv and graphs.fits(batch):
+            try:
+                return graphs.run(batch)
+            except GraphCaptureError as exc:
+                log.warning("%s; decode steps run eagerly from now on", exc)
+                self.graphs = None
         meta = AttentionMetadata.build(
             [s.block_table for s in batch],
             [s.start for s in batch],

@@ -1,4 +1,6 @@
-"""Weight-only quantization of a loaded model's linear layers (CPU decode speed).
+"""Quantization of a loaded model's linear layers: int8/int4 weight-only (CPU decode speed)
+and FP8 (GPU decode speed: e4m3 weights with per-channel scales, per-token activation
+scales, kernels/fp8_linear.py).
 
 `quantize_model(model, "int4")` replaces every decoder projection by an int4 layer
 (groups of 32 inputs, the GGUF Q4_1 grid) and the LM head by int8; `"int8"` makes all
@@ -11,25 +13,31 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from loopcoder.kernels.fp8_linear import Fp8Weight, fp8_linear, quantize_fp8
 from loopcoder.kernels.quant_linear import INT4_GROUP, Int4Weight, Int8Weight, quant_linear, quantize_int4, quantize_int8
 
 from .errors import InvalidRequestError
 
-QUANT_MODES = ("none", "int8", "int4")
+QUANT_MODES = ("none", "int8", "int4", "fp8")
 
 
 class QuantLinear(nn.Module):
-    def __init__(self, weight: Int8Weight | Int4Weight, bias: torch.Tensor | None) -> None:
+    def __init__(self, weight: Int8Weight | Int4Weight | Fp8Weight, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.weight_q = weight
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.weight_q, Fp8Weight):
+            return fp8_linear(x, self.weight_q, self.bias)
         return quant_linear(x, self.weight_q, self.bias)
 
     def weight_bytes(self) -> int:
         w = self.weight_q
-        parts = (w.q, w.scale) if isinstance(w, Int8Weight) else (w.packed if w.packed is not None else w.nibbles, w.scale_zero)
+        if isinstance(w, Int4Weight):
+            parts = (w.packed if w.packed is not None else w.nibbles, w.scale_zero)
+        else:
+            parts = (w.q, w.scale)
         return sum(t.numel() * t.element_size() for t in parts)
 
 
@@ -38,6 +46,10 @@ def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module
         raise InvalidRequestError(f"quantization {mode!r} is not one of {', '.join(QUANT_MODES)}")
     if mode == "none":
         return model
+    device = next(model.parameters()).device
+    if mode == "fp8" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        raise InvalidRequestError(f"--quant fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
+                                  f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")
     for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
@@ -46,8 +58,11 @@ def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module
     return model
 
 
-def _quantized(linear: nn.Linear, name: str, mode: str, dtype: torch.dtype) -> QuantLinear:
+def _quantized(linear: nn.Linear, name: str, mode: str, dtype: torch.dtype) -> nn.Module:
     w = linear.weight.detach()
+    if mode == "fp8":
+        # The LM head stays in the model's dtype: 1-2% of a large model's bytes, all of the logits' accuracy.
+        return linear if name == "lm_head" else QuantLinear(quantize_fp8(w), linear.bias)
     use_int4 = mode == "int4" and name != "lm_head" and w.shape[1] % INT4_GROUP == 0
     weight = quantize_int4(w, dtype) if use_int4 else quantize_int8(w, dtype)
     return QuantLinear(weight, linear.bias)

@@ -22,9 +22,11 @@ query heads of a KV head are the rows of one (REP, D) tile, padded to 16 rows fo
 
 With a window only pages inside it are read (lo = t-W+1). Split-K (flash-decoding):
 long contexts are cut into chunks so that small batches still fill the GPU; each split
-writes an unnormalised partial (acc, max, sum) and a second kernel merges them.
-Prefill and prefill chunks (several query rows per sequence) take the reference in every
-mode for now. Which path runs is `kernels.dispatch`'s choice (LOOPCODER_KERNELS); triton
+writes an unnormalised partial (acc, max, sum) and a second kernel merges them. The split
+count is a launch parameter and each sequence cuts its own key range into that many
+chunks on the device, so one launch (one captured CUDA graph) fits every context length.
+Prefill and prefill chunks (several query rows per sequence) take the tiled flash-attention
+kernel of `kernels.prefill_attention`. Which path runs is `kernels.dispatch`'s choice (LOOPCODER_KERNELS); triton
 is an optional import, absent from CPU installs.
 """
 
@@ -117,6 +119,9 @@ def paged_attention_ref(
     window: int | None = None,
 ) -> torch.Tensor:
     """q: (T, Hq, D); caches: (num_blocks, block_size, Hkv, D) -> (T, Hq, D)."""
+    if meta.decode_splits is not None:
+        raise ValueError("a captured decode step (decode_splits set) cannot take the reference attention: it reads "
+                         "the host lists, which describe the graph's bounds, not the step")
     out = torch.empty_like(q)
     bs = meta.block_size
     for b in range(meta.num_seqs):
@@ -179,6 +184,12 @@ if triton is not None:
         return acc, m, l
 
     @triton.jit
+    def _split_chunk(span, num_splits, BLOCK_N: tl.constexpr):
+        """Keys per split of one sequence: its own span cut in num_splits, rounded up to
+        whole BLOCK_N tiles (trailing splits of a short sequence get none)."""
+        return tl.cdiv(tl.cdiv(span, num_splits), BLOCK_N) * BLOCK_N
+
+    @triton.jit
     def _store_partial(part_acc, part_ml, acc, m, l, heads, rows_ok, seq, split, num_heads, num_splits, D: tl.constexpr):
         """Split `split`'s (acc, m, l) of the given heads into part_acc (B, Hq, S, D), part_ml (B, Hq, S, 2)."""
         slot = (seq * num_heads + heads) * num_splits + split  # (REP,)
@@ -202,7 +213,7 @@ if triton is not None:
     def _paged_decode_kernel(
         out, q, k_cache, v_cache, block_tables, positions, part_acc, part_ml,
         stride_qt, stride_qh, stride_ot, stride_oh, stride_block, stride_token, stride_head, stride_table,
-        qk_scale, window, chunk, n_rep,
+        qk_scale, window, n_rep,
         BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, REP: tl.constexpr, D: tl.constexpr,
         WINDOWED: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr,
     ):
@@ -213,6 +224,7 @@ if triton is not None:
             lo = tl.maximum(seq_len - window, 0)
         hi = seq_len
         if SPLIT:
+            chunk = _split_chunk(hi - lo, tl.num_programs(2), BLOCK_N)
             lo = lo + split * chunk
             hi = tl.minimum(hi, lo + chunk)
         rep = tl.arange(0, REP)
@@ -290,11 +302,11 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def split_plan(batch: int, num_kv_heads: int, span: int, device: torch.device, launch: DecodeLaunch) -> tuple[int, int]:
-    """(splits, chunk): each split covers `chunk` keys, a multiple of block_n; span: most keys any query sees."""
-    splits = launch.num_splits or decode_splits(batch * num_kv_heads, span, device, launch.block_n)
-    chunk = triton.cdiv(triton.cdiv(span, splits), launch.block_n) * launch.block_n
-    return triton.cdiv(span, chunk), chunk
+def split_plan(batch: int, num_kv_heads: int, span: int, device: torch.device, launch: DecodeLaunch) -> int:
+    """Splits per (sequence, KV head); span: most keys any query sees. Each sequence cuts its
+    own keys into that many chunks in the kernel, so a fixed count (a CUDA graph's) serves
+    every length."""
+    return launch.num_splits or decode_splits(batch * num_kv_heads, span, device, launch.block_n)
 
 
 def check_decode_args(
@@ -340,7 +352,7 @@ def paged_decode_attention_triton(
     block_size, num_kv_heads = k_cache.shape[1:3]
     n_rep = num_heads // num_kv_heads
     span = max_context if window is None else min(window, max_context)
-    splits, chunk = split_plan(batch, num_kv_heads, span, q.device, launch)
+    splits = split_plan(batch, num_kv_heads, span, q.device, launch)
     out = torch.empty_like(q) if out is None else out
     if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
         raise ValueError(f"Triton decode attention: out {tuple(out.shape)} {out.dtype} does not match q")
@@ -352,7 +364,7 @@ def paged_decode_attention_triton(
         out, q, k_cache, v_cache, block_tables, positions, part_acc, part_ml,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
-        scale * LOG2E, window or 0, chunk, n_rep,
+        scale * LOG2E, window or 0, n_rep,
         BLOCK_SIZE=block_size, BLOCK_N=launch.block_n, REP=rep_tile(n_rep), D=head_dim,
         WINDOWED=window is not None, SPLIT=splits > 1, PRECISION=dot_precision(q.dtype),
         num_warps=launch.num_warps, num_stages=launch.num_stages,
@@ -393,12 +405,23 @@ def paged_attention(
 ) -> torch.Tensor:
     """q: (T, Hq, D); caches: (num_blocks, block_size, Hkv, D) -> (T, Hq, D).
 
-    Decode batches take the Triton kernel where `kernels.dispatch` allows; prefill and
-    prefill chunks take the reference in every mode (no Triton kernel for them yet).
+    Where `kernels.dispatch` allows, decode batches take the Triton decode kernel, prefill
+    and prefill chunks the Triton prefill kernel (`kernels.prefill_attention`).
     """
     check_attention_shapes(q, k_cache, v_cache, window)
-    if is_decode(q, meta) and use_triton("paged_attention", lambda: decode_blocker(q, k_cache, v_cache)):
+    if not use_triton("paged_attention", lambda: decode_blocker(q, k_cache, v_cache)):
+        return paged_attention_ref(q, k_cache, v_cache, meta, scale, window)
+    if is_decode(q, meta):
         return paged_decode_attention_triton(
-            q, k_cache, v_cache, meta.block_tables, meta.positions, max(meta.context_lens), scale, window
+            q, k_cache, v_cache, meta.block_tables, meta.positions, max(meta.context_lens), scale, window,
+            launch=decode_launch(meta.decode_splits),
         )
-    return paged_attention_ref(q, k_cache, v_cache, meta, scale, window)
+    from . import prefill_attention  # imports this module
+
+    return prefill_attention.paged_prefill_attention_triton(q, k_cache, v_cache, meta, scale, window)
+
+
+@functools.cache
+def decode_launch(num_splits: int | None) -> DecodeLaunch:
+    """The default launch, with a fixed split count where the step sets one (a CUDA graph's)."""
+    return DecodeLaunch(num_splits=num_splits)

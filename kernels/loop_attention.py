@@ -15,7 +15,8 @@ computes A and B for the KV head's n_rep query heads, the gate and the mix, in f
 and writes the output once; a branch-B program reads only the window's pages. With
 split-K, programs 0 .. S-1 of a (sequence, KV head) write partials of A, program S
 computes B, and a merge kernel per (sequence, head) combines A's partials, adds the
-gate and mixes. Prefill and prefill chunks take the reference in every mode.
+gate and mixes. Prefill and prefill chunks take `kernels.prefill_attention`'s fused kernel
+(both branches, the gate and the mix per query tile).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .attention import (
     check_attention_shapes,
     check_decode_args,
     decode_blocker,
+    decode_launch,
     dot_precision,
     is_decode,
     paged_attention_ref,
@@ -71,7 +73,7 @@ def loop_attention_ref(
 if triton is not None:
     import triton.language as tl
 
-    from .attention import _attend_range, _merge_splits, _store_partial
+    from .attention import _attend_range, _merge_splits, _split_chunk, _store_partial
 
     @triton.jit
     def _gate(q, gate_w, gate_b, heads, rows_ok, offs_d, D: tl.constexpr):
@@ -84,7 +86,7 @@ if triton is not None:
     def _loop_decode_kernel(
         out, q, k1, v1, k2, v2, block_tables, positions, gate_w, gate_b, part_acc, part_ml, b_out,
         stride_qt, stride_qh, stride_ot, stride_oh, stride_block, stride_token, stride_head, stride_table,
-        qk_scale, window, chunk, n_rep,
+        qk_scale, window, n_rep,
         BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, REP: tl.constexpr, D: tl.constexpr,
         SPLIT: tl.constexpr, PRECISION: tl.constexpr,
     ):
@@ -109,6 +111,7 @@ if triton is not None:
                 slot = seq * num_heads + heads
                 tl.store(b_out + slot[:, None] * D + offs_d[None, :], acc / l[:, None], mask=rows_ok[:, None])
             else:
+                chunk = _split_chunk(seq_len, num_splits, BLOCK_N)
                 lo = split * chunk
                 acc, m, l = _attend_range(
                     qv, k1, v1, table, head_offset, lo, tl.minimum(seq_len, lo + chunk),
@@ -176,7 +179,7 @@ def loop_decode_attention_triton(
     if not (gate_weight.is_contiguous() and gate_bias.is_contiguous()) or gate_weight.device != q.device:
         raise ValueError("loop gate: weight and bias must be contiguous and on q's device")
     n_rep = num_heads // num_kv_heads
-    splits, chunk = split_plan(batch, num_kv_heads, max_context, q.device, launch)
+    splits = split_plan(batch, num_kv_heads, max_context, q.device, launch)
     out = torch.empty_like(q) if out is None else out
     if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
         raise ValueError(f"Triton loop attention: out {tuple(out.shape)} {out.dtype} does not match q")
@@ -190,7 +193,7 @@ def loop_decode_attention_triton(
         out, q, *caches, block_tables, positions, gate_weight, gate_bias, part_acc, part_ml, b_out,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
-        scale * LOG2E, window, chunk, n_rep,
+        scale * LOG2E, window, n_rep,
         BLOCK_SIZE=block_size, BLOCK_N=launch.block_n, REP=rep_tile(n_rep), D=head_dim,
         SPLIT=splits > 1, PRECISION=dot_precision(q.dtype),
         num_warps=launch.num_warps, num_stages=launch.num_stages,
@@ -220,14 +223,20 @@ def loop_attention(
 ) -> torch.Tensor:
     """q: (T, Hq, D) rotated -> g * A + (1 - g) * B, (T, Hq, D).
 
-    Decode batches take the fused Triton kernel where `kernels.dispatch` allows; prefill
-    and prefill chunks take the reference in every mode.
+    Where `kernels.dispatch` allows, decode batches take the fused Triton decode kernel,
+    prefill and prefill chunks the fused Triton prefill kernel (`kernels.prefill_attention`).
     """
     check_attention_shapes(q, *global_cache, None)
     check_attention_shapes(q, *local_cache, window)
-    if is_decode(q, meta) and use_triton("loop_attention", lambda: decode_blocker(q, *global_cache, *local_cache)):
+    if not use_triton("loop_attention", lambda: decode_blocker(q, *global_cache, *local_cache)):
+        return loop_attention_ref(q, global_cache, local_cache, meta, scale, window, gate_weight, gate_bias)
+    if is_decode(q, meta):
         return loop_decode_attention_triton(
             q, global_cache, local_cache, meta.block_tables, meta.positions, max(meta.context_lens),
-            scale, window, gate_weight, gate_bias,
+            scale, window, gate_weight, gate_bias, launch=decode_launch(meta.decode_splits),
         )
-    return loop_attention_ref(q, global_cache, local_cache, meta, scale, window, gate_weight, gate_bias)
+    from . import prefill_attention  # imports this module
+
+    return prefill_attention.loop_prefill_attention_triton(
+        q, global_cache, local_cache, meta, scale, window, gate_weight, gate_bias
+    )

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from loopcoder.kernels.attention import paged_attention
-from loopcoder.kernels.kv_store import store_kv
+from loopcoder.kernels.rmsnorm import rms_norm
+from loopcoder.kernels.rope import rope_store
+from loopcoder.kernels.swiglu import silu_mul
 
 from ..attention_metadata import AttentionMetadata
 from ..config import ModelConfig, RopeScaling
@@ -27,11 +28,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(size))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in float32 like the HF reference, then scale in the weight's dtype.
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+        """x (T, hidden) -> normed; with `residual`, (normed x + residual, x + residual) in one
+        pass (kernels/rmsnorm.py: float32 normalisation as the HF reference)."""
+        return rms_norm(x, self.weight, self.eps, residual)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
@@ -54,10 +54,11 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> t
 
 
 class RotaryEmbedding(nn.Module):
-    """Half-split (rotate_half) RoPE, with a cos/sin table grown on demand.
+    """Half-split (rotate_half) RoPE's float32 cos/sin tables, grown on demand; kernels/rope.py
+    applies them while writing K/V into the pages.
 
-    The table is not a buffer: models are built on the meta device and then
-    materialised, and a derived table must not be left uninitialised by that.
+    The tables are not buffers: models are built on the meta device and then materialised,
+    and a derived table must not be left uninitialised by that.
     """
 
     def __init__(self, head_dim: int, theta: float, scaling: RopeScaling | None) -> None:
@@ -65,12 +66,16 @@ class RotaryEmbedding(nn.Module):
         self.head_dim, self.theta, self.scaling = head_dim, theta, scaling
         self._cos: torch.Tensor | None = None
         self._sin: torch.Tensor | None = None
-        # Every layer of a step rotates at the same positions: gather cos/sin once a step.
-        self._step: tuple[torch.Tensor, torch.dtype, torch.Tensor, torch.Tensor] | None = None
+        # Tables a larger one replaced stay allocated: a captured CUDA graph may read them.
+        self._retired: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def _table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def tables(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each (L, head_dim) float32 with L >= length (a host int: reading a
+        positions tensor's max would wait for the device)."""
         if self._cos is None or self._cos.shape[0] < length or self._cos.device != device:
             size = max(length, 2 * (0 if self._cos is None else self._cos.shape[0]), 256)
+            if self._cos is not None:
+                self._retired.append((self._cos, self._sin))
             inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling).to(device)
             positions = torch.arange(size, device=device, dtype=torch.float32)
             freqs = torch.outer(positions, inv_freq)  # (size, D/2)
@@ -78,20 +83,9 @@ class RotaryEmbedding(nn.Module):
             self._cos, self._sin = emb.cos(), emb.sin()
         return self._cos, self._sin
 
-    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q: (T, Hq, D), k: (T, Hkv, D), positions: (T,) -> rotated q, k."""
-        if self._step is None or self._step[0] is not positions or self._step[1] != q.dtype:
-            cos_table, sin_table = self._table(int(positions.max()) + 1, q.device)
-            cos = cos_table[positions].unsqueeze(1).to(q.dtype)  # (T, 1, D)
-            sin = sin_table[positions].unsqueeze(1).to(q.dtype)
-            self._step = (positions, q.dtype, cos, sin)
-        cos, sin = self._step[2], self._step[3]
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    def reserve(self, length: int, device: torch.device | str) -> None:
+        """Build the tables for positions < length now (a CUDA graph must never see them replaced)."""
+        self.tables(length, torch.device(device))
 
 
 class SwiGLU(nn.Module):
@@ -102,7 +96,7 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 class Attention(nn.Module):
@@ -119,22 +113,21 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=False)
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
 
-    def project(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (T, hidden) -> rotated q (T, Hq, D), rotated k (T, Hkv, D), v (T, Hkv, D)."""
+    def project_store(self, x: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
+        """x: (T, hidden) -> rotated q (T, Hq, D); the rotated k and v go into `cache`'s slots."""
         T = x.shape[0]
         q = self.q_proj(x).view(T, self.num_heads, self.head_dim)
         k = self.k_proj(x).view(T, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x).view(T, self.num_kv_heads, self.head_dim)
-        q, k = self.rotary(positions, q, k)
-        return q, k, v
+        cos, sin = self.rotary.tables(max(meta.context_lens), x.device)
+        return rope_store(q, k, v, meta.positions, cos, sin, cache[0], cache[1], meta.slot_mapping)
 
     def attend(self, q: torch.Tensor, cache: LayerCache, meta: AttentionMetadata, window: int | None = None) -> torch.Tensor:
         """Attention of q (T, Hq, D) over the cached keys of each sequence -> (T, Hq, D)."""
         return paged_attention(q, cache[0], cache[1], meta, self.scale, window)
 
     def forward(self, x: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
-        q, k, v = self.project(x, meta.positions)
-        store_kv(k, v, cache[0], cache[1], meta.slot_mapping)
+        q = self.project_store(x, meta, cache)
         out = self.attend(q, cache, meta)  # (T, Hq, D)
         return self.o_proj(out.flatten(1))
 
@@ -148,5 +141,5 @@ class DecoderLayer(nn.Module):
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, h: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), meta, cache)
-        return h + self.mlp(self.post_attention_layernorm(h))
+        x, h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(h), meta, cache), residual=h)
+        return h + self.mlp(x)

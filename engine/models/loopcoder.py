@@ -21,7 +21,6 @@ import re
 import torch
 from torch import nn
 
-from loopcoder.kernels.kv_store import store_kv
 from loopcoder.kernels.loop_attention import loop_attention, loop_gate
 
 from ..attention_metadata import AttentionMetadata
@@ -54,12 +53,11 @@ def loop_layer_forward(
     window: int,
 ) -> torch.Tensor:
     attn = layer.self_attn
-    q, k, v = attn.project(layer.input_layernorm(h), meta.positions)
-    store_kv(k, v, local_cache[0], local_cache[1], meta.slot_mapping)
+    q = attn.project_store(layer.input_layernorm(h), meta, local_cache)
     # g * A + (1 - g) * B: A over loop 1's pages, B over this loop's last `window` keys.
     mixed = loop_attention(q, global_cache, local_cache, meta, attn.scale, window, gate.weight, gate.bias)  # (T, Hq, D)
-    h = h + attn.o_proj(mixed.flatten(1))
-    return h + layer.mlp(layer.post_attention_layernorm(h))
+    x, h = layer.post_attention_layernorm(attn.o_proj(mixed.flatten(1)), residual=h)
+    return h + layer.mlp(x)
 
 
 class IQuestLoopCoderForCausalLM(LlamaForCausalLM):

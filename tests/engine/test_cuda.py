@@ -33,10 +33,11 @@ def test_golden_loop_bf16_on_cuda(golden_dir):
     assert (logits - cases["logits_2"]).abs().max() < 0.05 * cases["logits_2"].abs().max()
 
 
+@pytest.mark.parametrize("head_dim", [8, 16])  # 8: the reference attention on the GPU; 16: the Triton kernels
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "iquestloopcoder"])
-def test_warm_sessions_on_cuda_match_cpu(model_type):
-    cpu = tiny_engine(model_type)
-    gpu = tiny_engine(model_type)
+def test_warm_sessions_on_cuda_match_cpu(model_type, head_dim):
+    cpu = tiny_engine(model_type, head_dim=head_dim)
+    gpu = tiny_engine(model_type, head_dim=head_dim)
     gpu.model.to("cuda")
     from loopcoder.engine.engine import Engine, EngineConfig
 
@@ -56,7 +57,7 @@ def test_batched_decode_on_cuda_equals_one_at_a_time(model_type):
 
     from .test_scheduler import prompts, submit_all, work
 
-    model = tiny_engine(model_type).model.to("cuda")
+    model = tiny_engine(model_type, head_dim=16).model.to("cuda")  # head_dim 16: the Triton kernels take it
     engine = Engine(model, None, EngineConfig(device="cuda", kv_budget_bytes=1 << 22, block_size=4, prefill_chunk=9,
                                               step_tokens=20))
     params = SamplingParams(max_new_tokens=12, ignore_eos=True)

@@ -1,4 +1,4 @@
-"""Random paged decode cases for the attention kernels, and the error measure they are judged by."""
+"""Random paged decode and prefill/extend cases for the attention kernels, and the error measure they are judged by."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ REL_ERROR = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 @dataclass
 class DecodeCase:
-    q: torch.Tensor  # (B, Hq, D)
+    q: torch.Tensor  # (T, Hq, D): one row per sequence for decode
     caches: list[torch.Tensor]  # each (num_blocks, block_size, Hkv, D); all share the block tables
     meta: AttentionMetadata
     gate_weight: torch.Tensor  # (Hq, D)
@@ -41,6 +41,15 @@ def decode_case(context_lens: list[int], num_heads: int, num_kv_heads: int, head
 
     A few spare blocks stay unused, so a kernel reading past a block table reads junk.
     """
+    return extend_case(context_lens, [1] * len(context_lens), num_heads, num_kv_heads, head_dim, dtype,
+                       block_size, num_caches, device, seed)
+
+
+def extend_case(context_lens: list[int], query_lens: list[int], num_heads: int, num_kv_heads: int, head_dim: int,
+                dtype: torch.dtype, block_size: int = 16, num_caches: int = 2, device: str = "cpu",
+                seed: int = 0) -> DecodeCase:
+    """Sequence b's last query_lens[b] tokens as query rows (a prefill when it is all of
+    context_lens[b], a chunk on a cached prefix when fewer, a decode when 1), as in decode_case."""
     gen = torch.Generator().manual_seed(seed)
     pages = [(n + block_size - 1) // block_size for n in context_lens]
     num_blocks = sum(pages) + 3
@@ -49,13 +58,14 @@ def decode_case(context_lens: list[int], num_heads: int, num_kv_heads: int, head
     for n in pages:
         tables.append(order[:n])
         order = order[n:]
-    meta = AttentionMetadata.build(tables, [n - 1 for n in context_lens], [1] * len(context_lens), block_size, device)
+    starts = [n - q for n, q in zip(context_lens, query_lens)]
+    meta = AttentionMetadata.build(tables, starts, query_lens, block_size, device)
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen).to(dtype=dtype, device=device)
 
     caches = [randn(num_blocks, block_size, num_kv_heads, head_dim) for _ in range(num_caches)]
-    q = randn(len(context_lens), num_heads, head_dim)
+    q = randn(sum(query_lens), num_heads, head_dim)
     # Gates spread around 0.5 so that both branches count.
     return DecodeCase(q, caches, meta, randn(num_heads, head_dim) * 0.2, randn(num_heads))
 

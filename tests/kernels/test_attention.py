@@ -1,6 +1,6 @@
 """paged_attention against a naive per-query loop, over odd shapes, block sizes and windows;
-the Triton decode kernel against the reference on CUDA (under Triton's interpreter:
-triton_interpreter_cases.py); the dispatcher's choice between them."""
+the Triton decode and prefill kernels against the reference on CUDA (under Triton's
+interpreter: triton_interpreter_cases.py); the dispatcher's choice between them."""
 
 import math
 import random
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels import attention
+from loopcoder.kernels import attention, prefill_attention
 from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref, paged_decode_attention_triton
 from loopcoder.kernels.dispatch import KernelUnavailableError
 from loopcoder.kernels.kv_store import store_kv
 
-from .helpers import REL_ERROR, cuda, decode_case, rel_error
+from .helpers import REL_ERROR, cuda, decode_case, extend_case, rel_error
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
@@ -150,14 +150,26 @@ def test_forced_triton_on_cpu_tensors_raises(monkeypatch):
         paged_attention(case.q, *case.caches, case.meta, case.scale)
 
 
-def test_forced_triton_leaves_prefill_on_the_reference(monkeypatch):
-    """No Triton kernel for several query rows per sequence yet: every mode takes the reference."""
+@pytest.mark.parametrize("mode", [None, "torch"])
+def test_cpu_prefill_takes_the_reference(monkeypatch, mode):
+    if mode is None:
+        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+    case = extend_case([9, 20], [4, 20], 4, 2, 16, torch.float32, block_size=4)
+    calls = spy(monkeypatch, "paged_attention_ref")
+    out = paged_attention(case.q, *case.caches, case.meta, case.scale)
+    assert calls == ["paged_attention_ref"]
+    assert torch.equal(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale))
+
+
+def test_forced_triton_prefill_on_cpu_tensors_raises(monkeypatch):
+    """Prefill rows take the Triton prefill kernel when forced, so CPU tensors raise as decode does."""
     monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
-    k, v, q = torch.randn(9, 2, 16), torch.randn(9, 2, 16), torch.randn(4, 4, 16)
-    k_cache, v_cache, tables = scattered_cache([k], [v], 4, 4, torch.float32)
-    meta = AttentionMetadata.build(tables, [5], [4], 4)
-    out = paged_attention(q, k_cache, v_cache, meta, 0.25)
-    torch.testing.assert_close(out, naive(q, k, v, range(5, 9), None), atol=1e-5, rtol=1e-5)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    case = extend_case([9], [4], 4, 2, 16, torch.float32, block_size=4)
+    with pytest.raises(KernelUnavailableError, match="LOOPCODER_KERNELS=triton"):
+        paged_attention(case.q, *case.caches, case.meta, case.scale)
 
 
 def test_unknown_mode_raises(monkeypatch):
@@ -235,3 +247,77 @@ def test_cuda_dispatch(monkeypatch, mode):
             paged_attention(small.q, *small.caches, small.meta, small.scale)
     else:
         paged_attention(small.q, *small.caches, small.meta, small.scale)
+
+
+# --- CUDA: prefill / extend ---------------------------------------------------------------
+
+# (context_lens, query_lens): a cold prefill; chunks on cached prefixes; a mixed batch where
+# single rows and chunks share a step, across page boundaries at 16.
+PREFILL_BATCHES = {
+    "prefill": ([4099], [4099]),
+    "chunks": ([3000, 2600, 700], [512, 1, 700]),
+    "mixed": ([1, 15, 16, 17, 64, 333, 1000, 2049], [1, 15, 1, 17, 30, 1, 1000, 512]),
+}
+
+
+def prefill_reference(case, window):
+    wide = case.upcast()
+    return paged_attention_ref(wide.q, *wide.caches, case.meta, case.scale, window)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n_rep", [1, 4, 5, 8])
+@pytest.mark.parametrize("window", [None, 64])
+@pytest.mark.parametrize("batch", list(PREFILL_BATCHES))
+def test_cuda_prefill_matches_reference(dtype, n_rep, window, batch):
+    case = extend_case(*PREFILL_BATCHES[batch], 2 * n_rep, 2, 128, dtype, device="cuda", seed=n_rep)
+    out = torch.full_like(case.q, float("nan"))
+    prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window, out=out)
+    assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("window", [None, 64])
+def test_cuda_prefill_loop_shape(dtype, window):
+    """The 40B-Loop layer's shape: 40 query heads over 8 KV heads, head_dim 128."""
+    case = extend_case([2500, 1200, 7], [2500, 512, 1], 40, 8, 128, dtype, device="cuda")
+    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
+    assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("block_size", [1, 8, 16, 64])
+@pytest.mark.parametrize("window", [None, 7, 64])
+def test_cuda_prefill_block_sizes(block_size, window):
+    case = extend_case([6, 65, 700, 1500], [6, 64, 1, 700], 40, 8, 128, torch.bfloat16, block_size=block_size,
+                       device="cuda")
+    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
+    assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[torch.bfloat16]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("head_dim", [16, 32, 64, 256])
+def test_cuda_prefill_head_dims(dtype, head_dim):
+    case = extend_case(*PREFILL_BATCHES["mixed"], 10, 2, head_dim, dtype, device="cuda")
+    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, 33)
+    assert rel_error(out, prefill_reference(case, 33)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("mode", [None, "torch", "triton"])
+def test_cuda_prefill_dispatch(monkeypatch, mode):
+    if mode is None:
+        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+    calls = []
+    original = prefill_attention.paged_prefill_attention_triton
+    monkeypatch.setattr(prefill_attention, "paged_prefill_attention_triton",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    case = extend_case([7, 300], [7, 100], 8, 2, 64, torch.bfloat16, device="cuda")
+    out = paged_attention(case.q, *case.caches, case.meta, case.scale)
+    assert len(calls) == (0 if mode == "torch" else 1)
+    assert rel_error(out, prefill_reference(case, None)) < REL_ERROR[torch.bfloat16]

@@ -1,5 +1,5 @@
-"""The Loop layer's fused decode attention (g·A + (1−g)·B): reference, dispatch, and the
-Triton kernel against the reference on CUDA (under Triton's interpreter:
+"""The Loop layer's fused attention (g·A + (1−g)·B): reference, dispatch, and the Triton
+decode and prefill kernels against the reference on CUDA (under Triton's interpreter:
 triton_interpreter_cases.py)."""
 
 import pytest
@@ -7,11 +7,13 @@ import torch
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
 from loopcoder.kernels import loop_attention as op
+from loopcoder.kernels import prefill_attention
 from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref
 from loopcoder.kernels.dispatch import KernelUnavailableError
 from loopcoder.kernels.loop_attention import loop_attention, loop_attention_ref, loop_decode_attention_triton, loop_gate
+from loopcoder.kernels.prefill_attention import loop_prefill_attention_triton
 
-from .helpers import REL_ERROR, cuda, decode_case, loop_expected, rel_error
+from .helpers import REL_ERROR, cuda, decode_case, extend_case, loop_expected, rel_error
 
 
 def old_loop_mix(case, window):
@@ -129,3 +131,57 @@ def test_cuda_dispatch(monkeypatch, mode):
     out = run_dispatch(case, 64)
     assert len(calls) == (0 if mode == "torch" else 1)
     assert rel_error(out, loop_expected(case, 64)) < REL_ERROR[torch.bfloat16]
+
+
+# --- CUDA: prefill / extend ---------------------------------------------------------------
+
+PREFILL_BATCHES = {
+    "prefill": ([3001], [3001]),
+    "chunks": ([3000, 700], [512, 700]),
+    "mixed": ([1, 15, 16, 17, 64, 333, 2049], [1, 15, 1, 17, 30, 1, 512]),
+}
+
+
+def run_prefill_triton(case, window, out=None):
+    return loop_prefill_attention_triton(case.q, tuple(case.caches[:2]), tuple(case.caches[2:]), case.meta,
+                                         case.scale, window, case.gate_weight, case.gate_bias, out=out)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n_rep", [1, 4, 5, 8])
+@pytest.mark.parametrize("window", [1, 64])
+@pytest.mark.parametrize("batch", list(PREFILL_BATCHES))
+def test_cuda_prefill_kernel_matches_reference(dtype, n_rep, window, batch):
+    case = extend_case(*PREFILL_BATCHES[batch], 2 * n_rep, 2, 128, dtype, num_caches=4, device="cuda", seed=n_rep)
+    out = torch.full_like(case.q, float("nan"))
+    run_prefill_triton(case, window, out)
+    assert rel_error(out, loop_expected(case, window)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("block_size", [4, 16, 64])
+def test_cuda_prefill_loop_shape(dtype, block_size):
+    """The 40B-Loop layer: 40 query heads over 8 KV heads, head_dim 128, window 64."""
+    case = extend_case([2500, 1200, 7], [2500, 512, 1], 40, 8, 128, dtype, block_size=block_size, num_caches=4,
+                       device="cuda")
+    assert rel_error(run_prefill_triton(case, 64), loop_expected(case, 64)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("mode", [None, "torch", "triton"])
+def test_cuda_prefill_dispatch(monkeypatch, mode):
+    """Also head_dim 64 and a window of 20 (straddling 16-token pages)."""
+    if mode is None:
+        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+    calls = []
+    original = prefill_attention.loop_prefill_attention_triton
+    monkeypatch.setattr(prefill_attention, "loop_prefill_attention_triton",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    case = extend_case([7, 300], [7, 100], 10, 2, 64, torch.bfloat16, num_caches=4, device="cuda")
+    out = run_dispatch(case, 20)
+    assert len(calls) == (0 if mode == "torch" else 1)
+    assert rel_error(out, loop_expected(case, 20)) < REL_ERROR[torch.bfloat16]

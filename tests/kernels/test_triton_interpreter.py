@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-CASES = Path(__file__).with_name("triton_interpreter_cases.py")
+CASES = [Path(__file__).with_name(name) for name in ("triton_interpreter_cases.py", "triton_interpreter_fused_cases.py")]
 
 
 def version(name: str) -> tuple[int, ...]:
@@ -32,7 +32,7 @@ def test_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("LOOPCODER_KERNELS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, CASES)],
         cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
