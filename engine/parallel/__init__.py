@@ -8,7 +8,7 @@
 
 from .group import TensorParallelGroup, free_tcp_port, init_tensor_parallel
 from .runner import TensorParallelRunner, follow
-from .sharding import check_tensor_parallel, shard_model, tensor_parallel_config
+from .sharding import check_tensor_parallel, random_sharded_model, shard_model, tensor_parallel_config
 
 __all__ = [
     "TensorParallelGroup",
@@ -17,6 +17,7 @@ __all__ = [
     "follow",
     "free_tcp_port",
     "init_tensor_parallel",
+    "random_sharded_model",
     "shard_model",
     "tensor_parallel_config",
 ]

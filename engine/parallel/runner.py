@@ -54,12 +54,16 @@ def _local_full_logits(runner: ModelRunner, token_ids: list[int], dtype: torch.d
     return ModelRunner.step(runner, [StepInput([0], 0, token_ids)], scratch, all_logits=True)
 
 
-def follow(model: LlamaForCausalLM, kv: KVCache, device: torch.device | str) -> int:
-    """Run rank 0's steps on this rank's shard until it stops; returns the steps run."""
+def follow(model: LlamaForCausalLM, kv: KVCache, device: torch.device | str, runner: ModelRunner | None = None) -> int:
+    """Run rank 0's steps on this rank's shard until it stops; returns the steps run.
+
+    `runner` (default: a plain one) may replay CUDA graphs: give it the layout rank 0's
+    engine has (`CacheLayout.runner`), so that both capture the same steps, collectives
+    included."""
     tp: TensorParallelGroup = model.tp
     if tp.rank == 0:
         raise ValueError("rank 0 drives the steps with TensorParallelRunner; only ranks > 0 follow()")
-    runner = ModelRunner(model, device)
+    runner = runner or ModelRunner(model, device)
     steps = 0
     while True:
         message = tp.broadcast_object(None, runner.device)

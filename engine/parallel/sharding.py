@@ -80,6 +80,22 @@ def shard_model(model: LlamaForCausalLM, tp: TensorParallelGroup) -> LlamaForCau
     return model
 
 
+def random_sharded_model(config: ModelConfig, tp: TensorParallelGroup, dtype: torch.dtype, device: str,
+                         seed: int = 0) -> LlamaForCausalLM:
+    """Rank tp.rank's shard of a model with random weights, allocated at its shard's size only
+    (benchmarks: a 40B model over 4 GPUs never exists whole on one). Built and cut on the meta
+    device, then allocated and filled on `device`; each rank draws its own values."""
+    from ..models import build_model
+
+    with torch.device("meta"):
+        model = shard_model(build_model(config).to(dtype), tp)
+    model = model.to_empty(device=device)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
+    model.init_random(seed + tp.rank)
+    return model.eval()
+
+
 def _rows(per_rank: int, rank: int) -> slice:
     return slice(rank * per_rank, (rank + 1) * per_rank)
 

@@ -219,3 +219,20 @@ def test_world_size_one_on_a_gpu_equals_plain_model():
     kv = KVCache(model.config, NUM_BLOCKS, BLOCK_SIZE, torch.float32, "cuda")
     runner = TensorParallelRunner(model, "cuda")
     assert_same_session(run_session(runner, kv, model.config.vocab_size), reference_session(spec, "cuda"), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["llama", "llama-tied", "loop"])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_random_shards_have_the_shapes_of_a_cut_model(name, rank):
+    """Benchmarks build each rank's shard alone (never the whole model): same parameters,
+    shapes and local config as cutting a whole model."""
+    from loopcoder.engine.parallel import random_sharded_model
+
+    tp = TensorParallelGroup(rank=rank, world_size=2)
+    cut = shard_model(build_model(("tiny", name)), tp)
+    alone = random_sharded_model(cut.full_config, tp, torch.bfloat16, "cpu")
+    assert {n: p.shape for n, p in alone.named_parameters()} == {n: p.shape for n, p in cut.named_parameters()}
+    assert alone.config == cut.config and all(p.dtype == torch.bfloat16 for p in alone.parameters())
+    assert all(torch.isfinite(p).all() for p in alone.parameters())
+    if cut.full_config.tie_word_embeddings:
+        assert alone.lm_head.weight is alone.model.embed_tokens.weight
