@@ -322,5 +322,6 @@ class Engine(EngineAPI):
                 "batched_tokens": self.scheduler.batched_tokens,
                 "max_batch_seqs": self.scheduler.max_batch_seqs,
                 "cuda_graphs": None if self.runner.graphs is None else list(self.runner.graphs.captured),
+                "cuda_graphs_extend": None if self.runner.graphs is None else list(self.runner.graphs.captured_extend),
                 "graph_replays": 0 if self.runner.graphs is None else self.runner.graphs.replays,
             }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention_metadata import AttentionMetadata
-from .cuda_graphs import DecodeGraphs, GraphCaptureError
+from .cuda_graphs import StepGraphs, GraphCaptureError
 from .kv_cache import KVCache
 from .models.llama import LlamaForCausalLM
 
@@ -29,11 +29,11 @@ class ModelRunner:
     def __init__(self, model: LlamaForCausalLM, device: torch.device | str) -> None:
         self.model = model
         self.device = torch.device(device)
-        self.graphs: DecodeGraphs | None = None  # set by use_cuda_graphs
+        self.graphs: StepGraphs | None = None  # set by use_cuda_graphs
 
     def use_cuda_graphs(self, kv: KVCache, scratch_block: int, max_context: int) -> None:
         """Replay captured graphs for the decode steps over `kv` that fit them (engine/cuda_graphs.py)."""
-        self.graphs = DecodeGraphs(self.model, kv, scratch_block, max_context)
+        self.graphs = StepGraphs(self.model, kv, scratch_block, max_context)
 
     @torch.inference_mode()
     def step(self, batch: list[StepInput], kv: KVCache, all_logits: bool = False) -> torch.Tensor:

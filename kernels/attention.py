@@ -119,9 +119,9 @@ def paged_attention_ref(
     window: int | None = None,
 ) -> torch.Tensor:
     """q: (T, Hq, D); caches: (num_blocks, block_size, Hkv, D) -> (T, Hq, D)."""
-    if meta.decode_splits is not None:
-        raise ValueError("a captured decode step (decode_splits set) cannot take the reference attention: it reads "
-                         "the host lists, which describe the graph's bounds, not the step")
+    if meta.decode_splits is not None or meta.prefill_tiles is not None:
+        raise ValueError("a captured step (decode_splits or prefill_tiles set) cannot take the reference attention: "
+                         "it reads the host lists, which describe the graph's bounds, not the step")
     out = torch.empty_like(q)
     bs = meta.block_size
     for b in range(meta.num_seqs):

@@ -274,13 +274,27 @@ def check_prefill_args(q: torch.Tensor, caches: tuple[torch.Tensor, ...], meta: 
     return out
 
 
-def _tiling(q: torch.Tensor, k_cache: torch.Tensor, meta: AttentionMetadata, gated: bool,
-            launch: PrefillLaunch) -> tuple[PrefillLaunch, int, torch.Tensor]:
-    """(launch with every field set, n_rep, tile map)."""
-    n_rep = q.shape[1] // k_cache.shape[2]
-    launch = default_launch(q.dtype, q.shape[2], gated, launch)
+def _full_launch(dtype: torch.dtype, head_dim: int, n_rep: int, gated: bool, launch: PrefillLaunch) -> PrefillLaunch:
+    launch = default_launch(dtype, head_dim, gated, launch)
     if launch.block_m < n_rep:  # a tile holds at least one query's n_rep heads
         launch = PrefillLaunch(triton.next_power_of_2(n_rep), launch.block_n, launch.num_warps, launch.num_stages)
+    return launch
+
+
+def queries_per_tile(dtype: torch.dtype, head_dim: int, n_rep: int) -> int:
+    """Query rows of one sequence a tile holds with the default launch (a CUDA graph's tile map
+    is laid out with it: engine/cuda_graphs.py)."""
+    return _full_launch(dtype, head_dim, n_rep, False, PrefillLaunch()).block_m // n_rep
+
+
+def _tiling(q: torch.Tensor, k_cache: torch.Tensor, meta: AttentionMetadata, gated: bool,
+            launch: PrefillLaunch) -> tuple[PrefillLaunch, int, torch.Tensor]:
+    """(launch with every field set, n_rep, tile map). A captured step brings its own tile map
+    (`meta.prefill_tiles`, laid out for the default launch), filled on the device each step."""
+    n_rep = q.shape[1] // k_cache.shape[2]
+    launch = _full_launch(q.dtype, q.shape[2], n_rep, gated, launch)
+    if meta.prefill_tiles is not None:
+        return launch, n_rep, meta.prefill_tiles
     return launch, n_rep, tile_map(meta, launch.block_m // n_rep, q.device)
 
 

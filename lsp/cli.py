@@ -423,7 +423,9 @@ def _graph_rows(stats: dict) -> list[tuple[str, str]]:
     if sizes is None:
         return [("CUDA graphs", "off: every step runs eagerly (docs/troubleshooting.md, Speed)")]
     captured = ", ".join(map(str, sizes)) or "none yet"
-    return [("CUDA graphs", f"captured for batch sizes {captured}; {stats.get('graph_replays', 0)} decode steps replayed")]
+    extend = ", ".join(map(str, stats.get("cuda_graphs_extend") or [])) or "none yet"
+    return [("CUDA graphs", f"decode batches {captured}; prefills of {extend} rows; "
+                            f"{stats.get('graph_replays', 0)} steps replayed")]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

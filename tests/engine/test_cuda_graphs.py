@@ -1,15 +1,16 @@
-"""CUDA graphs for decode steps (engine/cuda_graphs.py).
+"""CUDA graphs for decode steps and short single-document prefills (engine/cuda_graphs.py).
 
 On CPU: which steps fit a graph and how a step's rows are packed into the graph's static
-buffers (padding rows in the scratch block). On a GPU: decoding through the graphs gives
-the tokens eager decoding gives, for dense and Loop models and ragged batches.
+buffers (padding rows in the scratch block, empty attention tiles). On a GPU: decoding and
+re-prefilling through the graphs gives the tokens eager steps give, for dense and Loop
+models, ragged batches and edited documents.
 """
 
 import pytest
 import torch
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.engine.cuda_graphs import DecodeGraphs, cuda_graphs_blocker
+from loopcoder.engine.cuda_graphs import StepGraphs, cuda_graphs_blocker
 from loopcoder.engine.engine import Engine, EngineConfig
 from loopcoder.engine.kv_cache import KVCache
 from loopcoder.engine.model_runner import StepInput
@@ -24,16 +25,38 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def cpu_graphs(max_context=40, block_size=4, scratch=9):
     engine = tiny_engine("llama", block_size=block_size)
     kv = KVCache(engine.model_config, scratch + 1, block_size, torch.float32, "cpu")
-    return DecodeGraphs(engine.model, kv, scratch_block=scratch, max_context=max_context, batch_sizes=(1, 2, 4))
+    return StepGraphs(engine.model, kv, scratch_block=scratch, max_context=max_context, batch_sizes=(1, 2, 4))
 
 
-def test_only_decode_rows_inside_the_bounds_fit_a_graph():
+def test_which_steps_fit_a_graph():
     graphs = cpu_graphs(max_context=40)
-    assert graphs.fits([StepInput([0, 1], 5, [3])] * 4)
+    assert graphs.fits([StepInput([0, 1], 5, [3])] * 4)  # decode rows: the graph of 4
     assert not graphs.fits([StepInput([0, 1], 5, [3])] * 5)  # more rows than the largest graph
-    assert not graphs.fits([StepInput([0, 1], 5, [3, 4])])  # a prompt chunk
+    assert graphs._kind([StepInput([0, 1], 5, [3, 4])]) == ("extend", 16)  # one document's 2 new tokens
+    assert not graphs.fits([StepInput([0, 1], 5, [3, 4]), StepInput([2], 0, [1])])  # two documents, one a prefill
+    assert not graphs.fits([StepInput(list(range(10)), 30, list(range(11)))])  # runs past max_context
     assert not graphs.fits([StepInput(list(range(11)), 40, [3])])  # position past max_context
     assert graphs.fits([StepInput(list(range(10)), 39, [3])])
+    wide = StepGraphs(graphs.model, graphs.kv, 9, max_context=4000)
+    assert wide._kind([StepInput(list(range(200)), 0, list(range(257)))]) == ("extend", 320)
+    assert not wide.fits([StepInput(list(range(200)), 0, list(range(513)))])  # a long prompt's chunk: eager
+
+
+def test_an_extend_step_is_packed_with_empty_tiles_past_its_rows():
+    graphs = cpu_graphs(block_size=4, scratch=9)
+    per_tile = graphs.queries_per_tile
+    n = per_tile + 3  # one full tile and a part of the next
+    step = StepInput([5, 2, 7, 1, 8, 6] + list(range(20, 40)), 6, list(range(100, 100 + n)))
+    io, table, tiles, last = graphs.pack_extend(step, 4 * per_tile)
+    positions = list(range(6, 6 + n))
+    assert io[0].tolist() == list(range(100, 100 + n)) + [0] * (3 * per_tile - 3)
+    assert io[1].tolist() == positions + [0] * (3 * per_tile - 3)
+    assert io[2, :n].tolist() == [step.block_table[p // 4] * 4 + p % 4 for p in positions]
+    assert set(io[2, n:].tolist()) == {9 * 4}  # padding rows write the scratch block only
+    assert table.tolist() == [step.block_table[: (6 + n - 1) // 4 + 1]]
+    assert tiles.tolist() == [[0, 0, per_tile, 6], [0, per_tile, 3, 6 + per_tile], [0, 2 * per_tile, 0, 0],
+                              [0, 3 * per_tile, 0, 0]]
+    assert last.tolist() == [n - 1]
 
 
 def test_rows_are_packed_with_padding_in_the_scratch_block():
@@ -64,7 +87,7 @@ def test_a_graph_step_never_takes_the_reference_attention():
     meta = AttentionMetadata.build([[0]], [3], [1], 4)
     meta.decode_splits = 4
     cache = torch.zeros(1, 4, 2, 16)
-    with pytest.raises(ValueError, match="captured decode step"):
+    with pytest.raises(ValueError, match="captured step"):
         paged_attention_ref(torch.zeros(1, 2, 16), cache, cache, meta, 0.25)
 
 
@@ -72,7 +95,7 @@ def test_nonpositive_graph_batch_sizes_are_refused():
     engine = tiny_engine("llama")
     kv = KVCache(engine.model_config, 4, 4, torch.float32, "cpu")
     with pytest.raises(ValueError, match="positive"):
-        DecodeGraphs(engine.model, kv, 3, 12, batch_sizes=(0, 2))
+        StepGraphs(engine.model, kv, 3, 12, batch_sizes=(0, 2))
 
 
 @pytest.fixture
@@ -124,7 +147,8 @@ def test_graph_decode_in_bfloat16_equals_eager():
 
 @cuda
 def test_a_warm_document_decodes_through_graphs_after_edits(exact_matmuls):
-    """A session edited between generations: graph rows read the session's current pages."""
+    """A session edited between generations: the re-prefill after each edit replays an extend
+    graph and the decode rows read the session's current pages; tokens equal eager steps'."""
     model = gpu_model("iquestloopcoder")
     results = {}
     for graphs in (False, True):
@@ -135,6 +159,8 @@ def test_a_warm_document_decodes_through_graphs_after_edits(exact_matmuls):
         for edited in (doc, doc[:20] + [7, 8] + doc[20:], doc[:10]):
             out.append(engine.generate_for("d", edited, SamplingParams(max_new_tokens=9, ignore_eos=True)).token_ids)
         results[graphs] = out
+        if graphs:
+            assert engine.stats()["cuda_graphs_extend"], engine.stats()
     assert results[True] == results[False]
 
 
@@ -151,8 +177,8 @@ def test_loopcoder_status_reports_graphs_on_gpu_engines_only():
 
     assert _graph_rows({"device": "cpu", "cuda_graphs": None}) == []
     assert "off" in _graph_rows({"device": "cuda", "cuda_graphs": None})[0][1]
-    assert _graph_rows({"device": "cuda:0", "cuda_graphs": [1, 4], "graph_replays": 7}) == [
-        ("CUDA graphs", "captured for batch sizes 1, 4; 7 decode steps replayed")]
+    assert _graph_rows({"device": "cuda:0", "cuda_graphs": [1, 4], "cuda_graphs_extend": [320], "graph_replays": 7}) == [
+        ("CUDA graphs", "decode batches 1, 4; prefills of 320 rows; 7 steps replayed")]
 
 
 def test_a_step_that_cannot_be_captured_runs_eagerly_from_then_on(monkeypatch, caplog):
@@ -161,9 +187,9 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_from_then_on(monkeypatch, c
     plain = tiny_engine("llama", head_dim=16)
     want = plain.generate_for("d", list(range(1, 30)), params).token_ids
     engine = tiny_engine("llama", head_dim=16)
-    graphs = DecodeGraphs(engine.model, engine.kv, scratch_block=0, max_context=64)
+    graphs = StepGraphs(engine.model, engine.kv, scratch_block=0, max_context=64)
 
-    def refuse(size):
+    def refuse(*key):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(graphs, "_capture", refuse)
