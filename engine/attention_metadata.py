@@ -36,6 +36,7 @@ class AttentionMetadata:
     decode_splits: int | None = None
     # Set on a captured prefill step: its tile map (kernels/prefill_attention.py), filled on the device.
     prefill_tiles: torch.Tensor | None = None
+    prefill_splits: int | None = None  # and its key splits per tile (split-K)
 
     @property
     def num_seqs(self) -> int:

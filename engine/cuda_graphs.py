@@ -41,7 +41,7 @@ import torch
 
 from loopcoder.kernels.attention import decode_blocker, decode_splits
 from loopcoder.kernels.dispatch import kernel_mode, triton_import_error
-from loopcoder.kernels.prefill_attention import TILE_FIELDS, queries_per_tile
+from loopcoder.kernels.prefill_attention import TILE_FIELDS, graph_prefill_splits, queries_per_tile
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
@@ -143,11 +143,15 @@ class StepGraphs:
                 decode_splits=decode_splits(size * self.model.config.num_key_value_heads, self.max_context,
                                             self.device, _BLOCK_N),
             )
+        cfg = self.model.config
+        num_tiles = -(-size // self.queries_per_tile)
         return AttentionMetadata(
             positions=self.io[1, :size], slot_mapping=self.io[2, :size], block_tables=self.tables[:1],
             block_tables_host=[scratch], query_start=[0, size], context_lens=[self.max_context],
-            block_size=self.block_size, contiguous_from=[0],
-            prefill_tiles=self.tiles[: -(-size // self.queries_per_tile)],
+            block_size=self.block_size, contiguous_from=[0], prefill_tiles=self.tiles[:num_tiles],
+            prefill_splits=graph_prefill_splits(self.kv.k.dtype, cfg.head_dim,
+                                                cfg.num_attention_heads // cfg.num_key_value_heads, num_tiles,
+                                                cfg.num_key_value_heads, self.max_context, self.device),
         )
 
     def _forward(self, kind: str, size: int, meta: AttentionMetadata) -> torch.Tensor:

@@ -62,6 +62,7 @@ class PrefillLaunch:
     block_n: int | None = None  # keys per step of the inner loop
     num_warps: int | None = None
     num_stages: int | None = None
+    num_splits: int | None = None  # key splits per tile (split-K); None: prefill_splits() decides
 
 
 def default_launch(dtype: torch.dtype, head_dim: int, gated: bool, launch: PrefillLaunch) -> PrefillLaunch:
@@ -78,7 +79,32 @@ def default_launch(dtype: torch.dtype, head_dim: int, gated: bool, launch: Prefi
         block_n=launch.block_n or chosen.block_n,
         num_warps=launch.num_warps or chosen.num_warps,
         num_stages=launch.num_stages or chosen.num_stages,
+        num_splits=launch.num_splits,
     )
+
+
+# Split-K: the partials of one split of every (token, head) row take T * Hq * D * 4 bytes;
+# the splits of one call stay under this.
+SPLIT_BYTES = 64 << 20
+MAX_SPLITS = 16
+
+
+def prefill_splits(num_programs: int, span: int, rows: int, head_dim: int, device: torch.device, block_n: int) -> int:
+    """Key splits per tile for `num_programs` (tile, KV head) programs whose keys span up to
+    `span`: 1 when the programs fill the GPU or the keys are few (cold prefills, short
+    documents); otherwise enough for about four programs per multiprocessor, a power of two,
+    at least 4 key blocks per split, the partials of the `rows` (token, head) rows under
+    SPLIT_BYTES. This is the short chunk on a long context: a keystroke's re-prefill."""
+    if device.type != "cuda":
+        return 1
+    from .attention import _multiprocessors
+
+    wanted = 4 * _multiprocessors(device) // max(num_programs, 1)
+    if wanted < 2:
+        return 1
+    cap = min(MAX_SPLITS, span // (4 * block_n), SPLIT_BYTES // max(rows * head_dim * 4, 1))
+    splits = 1 << (min(wanted, max(cap, 1)).bit_length() - 1)
+    return max(1, splits)
 
 
 @functools.lru_cache(maxsize=16)
@@ -159,11 +185,15 @@ if triton is not None:
     @triton.jit
     def _attend_tile(
         q, q_pos, k_cache, v_cache, table, head_offset, first_pos, hi, window,
-        stride_block, stride_token, qk_scale,
+        stride_block, stride_token, qk_scale, split, num_splits,
         BLOCK_M: tl.constexpr, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
-        WINDOWED: tl.constexpr, PRECISION: tl.constexpr,
+        WINDOWED: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
     ):
-        """acc (BLOCK_M, D) unnormalised, m and l (BLOCK_M,) of the tile's queries at first_pos .. hi-1."""
+        """acc (BLOCK_M, D) unnormalised, m and l (BLOCK_M,) of the tile's queries at first_pos .. hi-1.
+
+        SPLIT: only the split-th of num_splits chunks of the tile's key range (whole BLOCK_N
+        blocks each, counted from its first key); the three stretches are clipped to it.
+        """
         m = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, D], tl.float32)
@@ -174,14 +204,65 @@ if triton is not None:
             full_lo = tl.maximum(hi - window, lo)  # the last query's window starts here
         full_lo = lo + tl.cdiv(full_lo - lo, BLOCK_N) * BLOCK_N  # whole blocks counted from lo
         full_hi = full_lo + tl.maximum(first_pos + 1 - full_lo, 0) // BLOCK_N * BLOCK_N  # keys <= first_pos
+        stop = hi
+        if SPLIT:
+            chunk = tl.cdiv(tl.cdiv(tl.maximum(hi - lo, 0), num_splits), BLOCK_N) * BLOCK_N
+            lo = lo + split * chunk
+            stop = tl.minimum(hi, lo + chunk)
+            full_lo = tl.minimum(tl.maximum(full_lo, lo), stop)  # still whole blocks from the chunk's start
+            full_hi = tl.minimum(tl.maximum(full_hi, full_lo), stop)
+            full_hi = full_lo + (full_hi - full_lo) // BLOCK_N * BLOCK_N
+        # A masked stretch may run past its end only beyond hi, where the mask drops the keys.
         acc, m, l = _key_blocks(acc, m, l, q, q_pos, k_cache, v_cache, table, head_offset, lo, full_lo, hi, window,
                                 stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, D, True, WINDOWED, PRECISION)
         acc, m, l = _key_blocks(acc, m, l, q, q_pos, k_cache, v_cache, table, head_offset, full_lo, full_hi, hi,
                                 window, stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, D, False, WINDOWED,
                                 PRECISION)
-        acc, m, l = _key_blocks(acc, m, l, q, q_pos, k_cache, v_cache, table, head_offset, full_hi, hi, hi, window,
+        acc, m, l = _key_blocks(acc, m, l, q, q_pos, k_cache, v_cache, table, head_offset, full_hi, stop, hi, window,
                                 stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, D, True, WINDOWED, PRECISION)
         return acc, m, l
+
+    @triton.jit
+    def _store_split(part_acc, part_ml, acc, m, l, tokens, heads, rows_ok, split, num_tokens, num_heads,
+                     D: tl.constexpr):
+        """One split's unnormalised (acc, m, l) of the tile's rows into part_acc (S, T, Hq, D), part_ml (S, T, Hq, 2)."""
+        slot = (split * num_tokens + tokens) * num_heads + heads  # (BLOCK_M,)
+        tl.store(part_acc + slot[:, None] * D + tl.arange(0, D)[None, :], acc, mask=rows_ok[:, None])
+        tl.store(part_ml + slot * 2, m, mask=rows_ok)
+        tl.store(part_ml + slot * 2 + 1, l, mask=rows_ok)
+
+    @triton.jit
+    def _merged(part_acc, part_ml, token, head, num_splits, num_tokens, num_heads, SPLITS: tl.constexpr,
+                D: tl.constexpr):
+        """The normalised (D,) float32 attention of one (token, head) from its splits' partials."""
+        split = tl.arange(0, SPLITS)
+        used = split < num_splits
+        slot = (split * num_tokens + token) * num_heads + head
+        m = tl.load(part_ml + slot * 2, mask=used, other=float("-inf"))
+        l = tl.load(part_ml + slot * 2 + 1, mask=used, other=0.0)
+        weight = tl.where(m > float("-inf"), tl.exp2(m - tl.max(m, 0)), 0.0)  # empty splits weigh 0
+        acc = tl.load(part_acc + slot[:, None] * D + tl.arange(0, D)[None, :], mask=used[:, None], other=0.0)
+        return tl.sum(acc * weight[:, None], 0) / tl.sum(l * weight, 0)
+
+    @triton.jit
+    def _prefill_merge_kernel(out, part_acc, part_ml, stride_ot, stride_oh, num_splits,
+                              SPLITS: tl.constexpr, D: tl.constexpr):
+        token, head = tl.program_id(0), tl.program_id(1)
+        o = _merged(part_acc, part_ml, token, head, num_splits, tl.num_programs(0), tl.num_programs(1), SPLITS, D)
+        tl.store(out + token * stride_ot + head * stride_oh + tl.arange(0, D), o.to(out.dtype.element_ty))
+
+    @triton.jit
+    def _loop_prefill_merge_kernel(out, q, gate_w, gate_b, part_acc, part_ml, b_out, stride_qt, stride_qh,
+                                   stride_ot, stride_oh, num_splits, SPLITS: tl.constexpr, D: tl.constexpr):
+        token, head = tl.program_id(0), tl.program_id(1)
+        num_tokens, num_heads = tl.num_programs(0), tl.num_programs(1)
+        offs_d = tl.arange(0, D)
+        a = _merged(part_acc, part_ml, token, head, num_splits, num_tokens, num_heads, SPLITS, D)
+        b = tl.load(b_out + (token * num_heads + head) * D + offs_d)
+        qv = tl.load(q + token * stride_qt + head * stride_qh + offs_d).to(tl.float32)
+        w = tl.load(gate_w + head * D + offs_d).to(tl.float32)
+        g = tl.sigmoid(tl.sum(qv * w, 0) + tl.load(gate_b + head).to(tl.float32))
+        tl.store(out + token * stride_ot + head * stride_oh + offs_d, (g * a + (1 - g) * b).to(out.dtype.element_ty))
 
     @triton.jit
     def _load_tile(tiles, q, stride_qt, stride_qh, num_kv_heads, N_REP: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -207,49 +288,72 @@ if triton is not None:
 
     @triton.jit
     def _prefill_kernel(
-        out, q, k_cache, v_cache, block_tables, tiles,
+        out, q, k_cache, v_cache, block_tables, tiles, part_acc, part_ml,
         stride_qt, stride_qh, stride_ot, stride_oh, stride_block, stride_token, stride_head, stride_table,
-        qk_scale, window, num_kv_heads,
+        qk_scale, window, num_kv_heads, num_tokens,
         N_REP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr,
-        D: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr,
+        D: tl.constexpr, WINDOWED: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
     ):
         qv, tokens, heads, rows_ok, q_pos, seq, kv_head, first_pos, hi = _load_tile(
             tiles, q, stride_qt, stride_qh, num_kv_heads, N_REP, BLOCK_M, D)
-        acc, _, l = _attend_tile(
+        split, num_splits = tl.program_id(1), tl.num_programs(1)
+        acc, m, l = _attend_tile(
             qv, q_pos, k_cache, v_cache, block_tables + seq.to(tl.int64) * stride_table, kv_head * stride_head,
-            first_pos, hi, window, stride_block, stride_token, qk_scale,
-            BLOCK_M, BLOCK_SIZE, BLOCK_N, D, WINDOWED, PRECISION,
+            first_pos, hi, window, stride_block, stride_token, qk_scale, split, num_splits,
+            BLOCK_M, BLOCK_SIZE, BLOCK_N, D, WINDOWED, PRECISION, SPLIT,
         )
-        offs_d = tl.arange(0, D)
-        o_ptrs = out + tokens[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
-        tl.store(o_ptrs, (acc / l[:, None]).to(out.dtype.element_ty), mask=rows_ok[:, None])
+        if SPLIT:
+            _store_split(part_acc, part_ml, acc, m, l, tokens, heads, rows_ok, split, num_tokens,
+                         num_kv_heads * N_REP, D)
+        else:
+            offs_d = tl.arange(0, D)
+            o_ptrs = out + tokens[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
+            tl.store(o_ptrs, (acc / l[:, None]).to(out.dtype.element_ty), mask=rows_ok[:, None])
 
     @triton.jit
     def _loop_prefill_kernel(
-        out, q, k1, v1, k2, v2, block_tables, tiles, gate_w, gate_b,
+        out, q, k1, v1, k2, v2, block_tables, tiles, gate_w, gate_b, part_acc, part_ml, b_out,
         stride_qt, stride_qh, stride_ot, stride_oh, stride_block, stride_token, stride_head, stride_table,
-        qk_scale, window, num_kv_heads,
+        qk_scale, window, num_kv_heads, num_tokens,
         N_REP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr,
-        D: tl.constexpr, PRECISION: tl.constexpr,
+        D: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
     ):
         qv, tokens, heads, rows_ok, q_pos, seq, kv_head, first_pos, hi = _load_tile(
             tiles, q, stride_qt, stride_qh, num_kv_heads, N_REP, BLOCK_M, D)
         table = block_tables + seq.to(tl.int64) * stride_table
         head_offset = kv_head * stride_head
         offs_d = tl.arange(0, D)
-        g = _gate(qv, gate_w, gate_b, heads, rows_ok, offs_d, D)[:, None]  # (BLOCK_M, 1) float32
-        acc, _, l = _attend_tile(
-            qv, q_pos, k1, v1, table, head_offset, first_pos, hi, window, stride_block, stride_token, qk_scale,
-            BLOCK_M, BLOCK_SIZE, BLOCK_N, D, False, PRECISION,
-        )
-        o = g * (acc / l[:, None])  # A's share, (BLOCK_M, D)
-        acc, _, l = _attend_tile(
-            qv, q_pos, k2, v2, table, head_offset, first_pos, hi, window, stride_block, stride_token, qk_scale,
-            BLOCK_M, BLOCK_SIZE, BLOCK_N, D, True, PRECISION,
-        )
-        o += (1 - g) * (acc / l[:, None])
-        o_ptrs = out + tokens[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
-        tl.store(o_ptrs, o.to(out.dtype.element_ty), mask=rows_ok[:, None])
+        if SPLIT:
+            # Programs 0 .. S-1 of the axis: partials of A; program S: B (the window), normalised.
+            split, num_splits = tl.program_id(1), tl.num_programs(1) - 1
+            num_heads = num_kv_heads * N_REP
+            if split == num_splits:
+                acc, _, l = _attend_tile(
+                    qv, q_pos, k2, v2, table, head_offset, first_pos, hi, window, stride_block, stride_token,
+                    qk_scale, 0, 1, BLOCK_M, BLOCK_SIZE, BLOCK_N, D, True, PRECISION, False,
+                )
+                slot = tokens * num_heads + heads
+                tl.store(b_out + slot[:, None] * D + offs_d[None, :], acc / l[:, None], mask=rows_ok[:, None])
+            else:
+                acc, m, l = _attend_tile(
+                    qv, q_pos, k1, v1, table, head_offset, first_pos, hi, window, stride_block, stride_token,
+                    qk_scale, split, num_splits, BLOCK_M, BLOCK_SIZE, BLOCK_N, D, False, PRECISION, True,
+                )
+                _store_split(part_acc, part_ml, acc, m, l, tokens, heads, rows_ok, split, num_tokens, num_heads, D)
+        else:
+            g = _gate(qv, gate_w, gate_b, heads, rows_ok, offs_d, D)[:, None]  # (BLOCK_M, 1) float32
+            acc, _, l = _attend_tile(
+                qv, q_pos, k1, v1, table, head_offset, first_pos, hi, window, stride_block, stride_token, qk_scale,
+                0, 1, BLOCK_M, BLOCK_SIZE, BLOCK_N, D, False, PRECISION, False,
+            )
+            o = g * (acc / l[:, None])  # A's share, (BLOCK_M, D)
+            acc, _, l = _attend_tile(
+                qv, q_pos, k2, v2, table, head_offset, first_pos, hi, window, stride_block, stride_token, qk_scale,
+                0, 1, BLOCK_M, BLOCK_SIZE, BLOCK_N, D, True, PRECISION, False,
+            )
+            o += (1 - g) * (acc / l[:, None])
+            o_ptrs = out + tokens[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
+            tl.store(o_ptrs, o.to(out.dtype.element_ty), mask=rows_ok[:, None])
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,8 +381,17 @@ def check_prefill_args(q: torch.Tensor, caches: tuple[torch.Tensor, ...], meta: 
 def _full_launch(dtype: torch.dtype, head_dim: int, n_rep: int, gated: bool, launch: PrefillLaunch) -> PrefillLaunch:
     launch = default_launch(dtype, head_dim, gated, launch)
     if launch.block_m < n_rep:  # a tile holds at least one query's n_rep heads
-        launch = PrefillLaunch(triton.next_power_of_2(n_rep), launch.block_n, launch.num_warps, launch.num_stages)
+        launch = PrefillLaunch(triton.next_power_of_2(n_rep), launch.block_n, launch.num_warps, launch.num_stages,
+                               launch.num_splits)
     return launch
+
+
+def graph_prefill_splits(dtype: torch.dtype, head_dim: int, n_rep: int, num_tiles: int, num_kv_heads: int,
+                         span: int, device: torch.device) -> int:
+    """The split count a captured prefill of num_tiles tiles fixes for every context up to span."""
+    launch = _full_launch(dtype, head_dim, n_rep, False, PrefillLaunch())
+    rows = num_tiles * (launch.block_m // n_rep) * num_kv_heads * n_rep
+    return prefill_splits(num_tiles * num_kv_heads, span, rows, head_dim, device, launch.block_n)
 
 
 def queries_per_tile(dtype: torch.dtype, head_dim: int, n_rep: int) -> int:
@@ -288,14 +401,27 @@ def queries_per_tile(dtype: torch.dtype, head_dim: int, n_rep: int) -> int:
 
 
 def _tiling(q: torch.Tensor, k_cache: torch.Tensor, meta: AttentionMetadata, gated: bool,
-            launch: PrefillLaunch) -> tuple[PrefillLaunch, int, torch.Tensor]:
-    """(launch with every field set, n_rep, tile map). A captured step brings its own tile map
-    (`meta.prefill_tiles`, laid out for the default launch), filled on the device each step."""
+            launch: PrefillLaunch) -> tuple[PrefillLaunch, int, torch.Tensor, int]:
+    """(launch with every field set, n_rep, tile map, key splits). A captured step brings its
+    own tile map (`meta.prefill_tiles`, laid out for the default launch), filled on the
+    device each step, and its split count (`meta.prefill_splits`)."""
     n_rep = q.shape[1] // k_cache.shape[2]
     launch = _full_launch(q.dtype, q.shape[2], n_rep, gated, launch)
     if meta.prefill_tiles is not None:
-        return launch, n_rep, meta.prefill_tiles
-    return launch, n_rep, tile_map(meta, launch.block_m // n_rep, q.device)
+        tiles = meta.prefill_tiles
+        splits = launch.num_splits or meta.prefill_splits or 1
+    else:
+        tiles = tile_map(meta, launch.block_m // n_rep, q.device)
+        splits = launch.num_splits or prefill_splits(tiles.shape[0] * k_cache.shape[2], max(meta.context_lens),
+                                                     q.shape[0] * q.shape[1], q.shape[2], q.device, launch.block_n)
+    return launch, n_rep, tiles, splits
+
+
+def _partials(q: torch.Tensor, splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split-K partials: acc (S, T, Hq, D) and (max, sum) (S, T, Hq, 2), float32."""
+    tokens, heads, head_dim = q.shape
+    return (torch.empty(splits, tokens, heads, head_dim, dtype=torch.float32, device=q.device),
+            torch.empty(splits, tokens, heads, 2, dtype=torch.float32, device=q.device))
 
 
 def paged_prefill_attention_triton(
@@ -317,17 +443,23 @@ def paged_prefill_attention_triton(
     out = check_prefill_args(q, (k_cache, v_cache), meta, out)
     if q.shape[0] == 0:
         return out
-    launch, n_rep, tiles = _tiling(q, k_cache, meta, False, launch)
+    launch, n_rep, tiles, splits = _tiling(q, k_cache, meta, False, launch)
     num_kv_heads = k_cache.shape[2]
-    _prefill_kernel[(tiles.shape[0] * num_kv_heads,)](
-        out, q, k_cache, v_cache, meta.block_tables, tiles,
+    part_acc, part_ml = _partials(q, splits) if splits > 1 else (out, out)  # not read without splits
+    _prefill_kernel[(tiles.shape[0] * num_kv_heads, splits)](
+        out, q, k_cache, v_cache, meta.block_tables, tiles, part_acc, part_ml,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), meta.block_tables.stride(0),
-        scale * LOG2E, window or 0, num_kv_heads,
+        scale * LOG2E, window or 0, num_kv_heads, q.shape[0],
         N_REP=n_rep, BLOCK_M=launch.block_m, BLOCK_SIZE=meta.block_size, BLOCK_N=launch.block_n, D=q.shape[2],
-        WINDOWED=window is not None, PRECISION=dot_precision(q.dtype),
+        WINDOWED=window is not None, PRECISION=dot_precision(q.dtype), SPLIT=splits > 1,
         num_warps=launch.num_warps, num_stages=launch.num_stages,
     )
+    if splits > 1:
+        _prefill_merge_kernel[(q.shape[0], q.shape[1])](
+            out, part_acc, part_ml, out.stride(0), out.stride(1), splits,
+            SPLITS=triton.next_power_of_2(splits), D=q.shape[2],
+        )
     return out
 
 
@@ -359,14 +491,23 @@ def loop_prefill_attention_triton(
     if q.shape[0] == 0:
         return out
     k_cache = global_cache[0]
-    launch, n_rep, tiles = _tiling(q, k_cache, meta, True, launch)
+    launch, n_rep, tiles, splits = _tiling(q, k_cache, meta, True, launch)
     num_kv_heads = k_cache.shape[2]
-    _loop_prefill_kernel[(tiles.shape[0] * num_kv_heads,)](
-        out, q, *caches, meta.block_tables, tiles, gate_weight, gate_bias,
+    part_acc = part_ml = b_out = out  # not read without splits
+    if splits > 1:
+        part_acc, part_ml = _partials(q, splits)
+        b_out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    _loop_prefill_kernel[(tiles.shape[0] * num_kv_heads, splits + 1 if splits > 1 else 1)](
+        out, q, *caches, meta.block_tables, tiles, gate_weight, gate_bias, part_acc, part_ml, b_out,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), meta.block_tables.stride(0),
-        scale * LOG2E, window, num_kv_heads,
+        scale * LOG2E, window, num_kv_heads, q.shape[0],
         N_REP=n_rep, BLOCK_M=launch.block_m, BLOCK_SIZE=meta.block_size, BLOCK_N=launch.block_n, D=head_dim,
-        PRECISION=dot_precision(q.dtype), num_warps=launch.num_warps, num_stages=launch.num_stages,
+        PRECISION=dot_precision(q.dtype), SPLIT=splits > 1, num_warps=launch.num_warps, num_stages=launch.num_stages,
     )
+    if splits > 1:
+        _loop_prefill_merge_kernel[(q.shape[0], num_heads)](
+            out, q, gate_weight, gate_bias, part_acc, part_ml, b_out, q.stride(0), q.stride(1),
+            out.stride(0), out.stride(1), splits, SPLITS=triton.next_power_of_2(splits), D=head_dim,
+        )
     return out

@@ -321,3 +321,35 @@ def test_cuda_prefill_dispatch(monkeypatch, mode):
     out = paged_attention(case.q, *case.caches, case.meta, case.scale)
     assert len(calls) == (0 if mode == "torch" else 1)
     assert rel_error(out, prefill_reference(case, None)) < REL_ERROR[torch.bfloat16]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("splits", [None, 1, 4, 16])  # None: prefill_splits() decides
+@pytest.mark.parametrize("window", [None, 64])
+def test_prefill_split_keys_on_cuda(dtype, splits, window):
+    """A keystroke's re-prefill: a 257-row chunk on a long cached prefix (40/8 heads, D 128), and a
+    fresh prefill beside it; split-K over the keys gives the reference's answer."""
+    from loopcoder.kernels.prefill_attention import PrefillLaunch, paged_prefill_attention_triton
+
+    case = extend_case([8449, 700], [257, 700], 40, 8, 128, dtype, device="cuda", seed=3)
+    out = paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window,
+                                         launch=PrefillLaunch(num_splits=splits))
+    wide = case.upcast(torch.float32)
+    assert rel_error(out, paged_attention_ref(wide.q, *wide.caches, case.meta, case.scale, window)) < REL_ERROR[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("splits", [None, 4])
+def test_loop_prefill_split_keys_on_cuda(splits):
+    from loopcoder.kernels.loop_attention import loop_attention_ref
+    from loopcoder.kernels.prefill_attention import PrefillLaunch, loop_prefill_attention_triton
+
+    case = extend_case([8449, 700], [257, 700], 40, 8, 128, torch.bfloat16, num_caches=4, device="cuda", seed=4)
+    out = loop_prefill_attention_triton(case.q, tuple(case.caches[:2]), tuple(case.caches[2:]), case.meta,
+                                        case.scale, 64, case.gate_weight, case.gate_bias,
+                                        launch=PrefillLaunch(num_splits=splits))
+    wide = case.upcast(torch.float32)
+    want = loop_attention_ref(wide.q, tuple(wide.caches[:2]), tuple(wide.caches[2:]), case.meta, case.scale, 64,
+                              wide.gate_weight, wide.gate_bias)
+    assert rel_error(out, want) < REL_ERROR[torch.bfloat16]

@@ -173,3 +173,41 @@ def test_forced_triton_dispatches_prefill(monkeypatch):
                            case.gate_weight, case.gate_bias)
     assert rel_error(mixed, loop_expected(case, 5)) < 1e-5
     assert calls == ["paged_prefill_attention_triton", "loop_prefill_attention_triton"]
+
+
+# --- prefill split-K (a short chunk on a long context) -------------------------------------
+
+LONG_CHUNK = ([70, 9, 45], [6, 9, 1])  # chunks on long prefixes beside a fresh prefill and a single row
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("splits", [2, 3, 8])  # 8: more splits than some sequences have key blocks
+@pytest.mark.parametrize("window", [None, 6, 40])
+def test_prefill_split_keys(dtype, splits, window):
+    case = extend_case(*LONG_CHUNK, 10, 2, 16, dtype, block_size=4, seed=splits)
+    launch = PrefillLaunch(block_m=16, block_n=16, num_splits=splits)
+    assert rel_error(run_prefill(case, window, launch), prefill_expected(case, window)) < REL_ERROR[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("splits", [2, 5])
+@pytest.mark.parametrize("window", [1, 6])
+def test_loop_prefill_split_keys(dtype, splits, window):
+    case = extend_case(*LONG_CHUNK, 10, 2, 16, dtype, block_size=4, num_caches=4, seed=splits)
+    out = torch.full_like(case.q, float("nan"))
+    loop_prefill_attention_triton(case.q, tuple(case.caches[:2]), tuple(case.caches[2:]), case.meta, case.scale,
+                                  window, case.gate_weight, case.gate_bias,
+                                  launch=PrefillLaunch(block_m=16, block_n=16, num_splits=splits), out=out)
+    assert rel_error(out, loop_expected(case, window)) < REL_ERROR[dtype]
+
+
+def test_split_keys_read_only_the_window():
+    """With splits too, pages wholly before the first query's window are never read."""
+    window, block_size = 6, 4
+    case = extend_case([80], [5], 8, 2, 16, torch.float32, block_size=block_size)
+    first_key = 80 - 5 - window + 1
+    for page in case.meta.block_tables_host[0][: first_key // block_size]:
+        for cache in case.caches:
+            cache[page] = float("nan")
+    launch = PrefillLaunch(block_m=16, block_n=16, num_splits=4)
+    assert rel_error(run_prefill(case, window, launch), prefill_expected(case, window)) < 1e-5
