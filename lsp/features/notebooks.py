@@ -1,7 +1,9 @@
-"""Notebooks (LSP notebookDocument/*): which cells make up each notebook, and the text a cell's completion sees.
+"""Notebooks (LSP notebookDocument/*, and the JupyterLab extension): which cells make up each notebook, and the
+text a cell's completion sees.
 
-Editor-neutral (no pygls). Each cell is also an ordinary text document in the
-`DocumentStore`; this module keeps the cells' order and kinds. A completion in a code
+Editor-neutral (no pygls). Over LSP each cell is also an ordinary text document in the
+`DocumentStore`; this module keeps the cells' order and kinds. The JupyterLab extension
+sends the whole notebook with each request instead: `notebook_context` renders it. A completion in a code
 cell sees the notebook's code cells joined in order, so the model knows the imports and
 definitions of the cells above; the engine session is keyed by the notebook, so the
 cells above stay warm while the user types in a cell below.
@@ -102,3 +104,58 @@ class Notebooks:
     def joined(self, uri: str, documents: DocumentStore) -> str:
         """All code cells of notebook `uri`, joined: what pre-warming prefills."""
         return CELL_SEPARATOR.join(documents.get(c.uri).text for c in self.cells(uri) if c.code and c.uri in documents)
+
+
+# -- a whole notebook sent with the request (the JupyterLab extension) ---------------------
+
+OUTPUT_PREFIX = "# Out: "
+
+
+@dataclass(frozen=True)
+class CellText:
+    kind: str  # "code", "markdown" or "raw"
+    source: str
+    outputs: tuple[str, ...] = ()  # the text of its outputs (stdout, results), in order
+
+
+def notebook_context(key: str, cells: list[CellText], index: int, include_outputs: bool = True,
+                     max_output_chars: int = 400) -> CellContext:
+    """The text a completion in code cell `index` sees: the cells above in order (code as is, markdown as
+    comments, short text outputs as `# Out:` comments when `include_outputs`), then the cell itself.
+
+    Cells below are left out: the suffix is the rest of the cell, which keeps it short. The
+    text up to the cell depends only on the cells above, so while the user types in a cell
+    the prompt's start stays put and the session `key` (the notebook) stays warm.
+    """
+    if not 0 <= index < len(cells):
+        raise InvalidRequestError(f"cell index {index} is outside the notebook (0..{len(cells) - 1})")
+    if cells[index].kind != "code":
+        raise InvalidRequestError(f"cell {index} is a {cells[index].kind} cell: completion works in code cells")
+    parts = [rendered for cell in cells[:index] if (rendered := _render(cell, include_outputs, max_output_chars))]
+    head = "".join(part + CELL_SEPARATOR for part in parts)
+    return CellContext(key, head + cells[index].source, len(head))
+
+
+def _render(cell: CellText, include_outputs: bool, max_output_chars: int) -> str:
+    if cell.kind == "markdown":
+        return _commented(cell.source.strip(), "# ")
+    if cell.kind != "code":
+        return ""  # raw cells are not code the kernel ran
+    text = cell.source.rstrip()
+    if include_outputs:
+        outputs = [_short(o.strip(), max_output_chars) for o in cell.outputs if o.strip()]
+        shown = "\n".join(_commented(o, OUTPUT_PREFIX) for o in outputs if o)
+        text = f"{text}\n{shown}" if shown and text else text or shown
+    return text
+
+
+def _short(output: str, max_chars: int) -> str:
+    """An output of at most `max_chars` characters, cut at a line end; "" when even its first line is too long."""
+    if len(output) <= max_chars:
+        return output
+    cut = output[:max_chars].rsplit("\n", 1)[0]
+    return f"{cut}\n..." if "\n" in output[:max_chars] else ""
+
+
+def _commented(text: str, prefix: str) -> str:
+    return "\n".join((prefix + line).rstrip() for line in text.split("\n")) if text else ""

@@ -68,7 +68,8 @@ class NeovimRun:
                 f"--- Neovim's lsp.log:\n{self.lsp_log[-4000:]}")
 
 
-def _run(tmp_path: Path, neovim: tuple[list[str], dict[str, str]], script: str) -> NeovimRun:
+def _run(tmp_path: Path, neovim: tuple[list[str], dict[str, str]], script: str,
+         extra_env: dict[str, str] | None = None) -> NeovimRun:
     command, nvim_env = neovim
     work, xdg, results = tmp_path / "work", tmp_path / "xdg", tmp_path / "results.json"
     work.mkdir()
@@ -86,6 +87,7 @@ def _run(tmp_path: Path, neovim: tuple[list[str], dict[str, str]], script: str) 
         "LOOPCODER_NVIM_EXAMPLES": str(Path(__file__).parents[2] / "docs" / "examples"),
         "LOOPCODER_NVIM_WORKDIR": str(work),
         "LOOPCODER_NVIM_RESULTS": str(results),
+        **(extra_env or {}),
     }
     argv = [*command, "--headless", "--clean", "-c", f"luafile {SCRIPTS / script}"]
     try:

@@ -1,0 +1,171 @@
+-- :LoopcoderReview, :LoopcoderExplain, :LoopcoderHint, :LoopcoderEdit and :LoopcoderScaffold:
+-- each calls a server command (workspace/executeCommand, docs/protocol.md) without blocking.
+local compat = require('loopcoder.compat')
+
+local api = vim.api
+local M = {}
+
+local function notify(message, level)
+  vim.notify('loopcoder: ' .. message, level or vim.log.levels.INFO)
+end
+
+local function attached_client(bufnr)
+  local client = compat.client_for(bufnr)
+  if not client then
+    notify(('no loopcoder server is attached to this buffer (filetype %q): add it to setup{ filetypes = ... }')
+      :format(vim.bo[bufnr].filetype), vim.log.levels.ERROR)
+  end
+  return client
+end
+
+--- The LSP range of lines line1..line2 (1-based, inclusive), in the client's position encoding.
+function M.line_range(bufnr, line1, line2, encoding)
+  local last = api.nvim_buf_get_lines(bufnr, line2 - 1, line2, true)[1]
+  return {
+    start = { line = line1 - 1, character = 0 },
+    ['end'] = { line = line2 - 1, character = compat.character(last, #last, encoding) },
+  }
+end
+
+--- Run server command `name` with `argument`; `done(result)` gets its answer, errors are shown.
+function M.execute(client, bufnr, name, argument, done)
+  compat.request(client, 'workspace/executeCommand', { command = name, arguments = { argument } }, function(err, result)
+    if err then
+      return notify(('%s failed: %s'):format(name, err.message or vim.inspect(err)), vim.log.levels.ERROR)
+    end
+    if done then
+      done(result)
+    end
+  end, bufnr)
+end
+
+--- {uri, range?} for the buffer: the lines of a :range, else the whole file.
+local function target(client, bufnr, opts)
+  local argument = { uri = vim.uri_from_bufnr(bufnr) }
+  if opts.range and opts.range > 0 then
+    argument.range = M.line_range(bufnr, opts.line1, opts.line2, client.offset_encoding)
+  end
+  return argument
+end
+
+local function review(opts)
+  local bufnr = api.nvim_get_current_buf()
+  local client = attached_client(bufnr)
+  if not client then
+    return
+  end
+  notify('reviewing…')
+  M.execute(client, bufnr, 'loopcoder.review', target(client, bufnr, opts), function(result)
+    local count = result and result.findings and #result.findings or 0
+    local partial = result and result.complete == false and ' (the answer ran out of actionTokens)' or ''
+    notify(('%d finding(s), shown as diagnostics%s'):format(count, partial))
+  end)
+end
+
+local function explain(opts)
+  local bufnr = api.nvim_get_current_buf()
+  local client = attached_client(bufnr)
+  if client then
+    notify('explaining…')
+    -- The server shows the explanation itself (window/showDocument, else window/showMessage).
+    M.execute(client, bufnr, 'loopcoder.explain', target(client, bufnr, opts))
+  end
+end
+
+local function hint(opts)
+  local bufnr = api.nvim_get_current_buf()
+  local client = attached_client(bufnr)
+  if client then
+    notify('thinking of a hint…')
+    M.execute(client, bufnr, 'loopcoder.hint', target(client, bufnr, opts)) -- shown with window/showMessage
+  end
+end
+
+local function edit(opts)
+  local bufnr = api.nvim_get_current_buf()
+  local client = attached_client(bufnr)
+  if not client then
+    return
+  end
+  local function run(instruction)
+    if not instruction or vim.trim(instruction) == '' then
+      return notify('an edit needs an instruction, e.g. :LoopcoderEdit add logging', vim.log.levels.ERROR)
+    end
+    local argument = target(client, bufnr, opts)
+    argument.instruction = instruction
+    notify('editing…')
+    M.execute(client, bufnr, 'loopcoder.edit', argument, function(result)
+      if result and not result.applied then
+        notify('the edit was not applied: ' .. tostring(result.failureReason or 'the buffer changed'),
+          vim.log.levels.WARN)
+      end
+    end)
+  end
+  if opts.args ~= '' then
+    return run(opts.args)
+  end
+  vim.ui.input({ prompt = 'loopcoder edit: ' }, run)
+end
+
+--- {description, target} for loopcoder.scaffoldForm, or nil and why not.
+function M.scaffold_argument(description, folder)
+  if type(description) ~= 'string' or vim.trim(description) == '' then
+    return nil, 'a form needs a description, e.g. "a form to record equipment repairs with date and handler"'
+  end
+  if type(folder) ~= 'string' or vim.trim(folder) == '' then
+    return nil, 'a form needs a target folder'
+  end
+  local path = vim.fn.fnamemodify(vim.fn.expand(vim.trim(folder)), ':p'):gsub('/$', '')
+  return { description = vim.trim(description), target = vim.uri_from_fname(path) }
+end
+
+local function scaffold(opts)
+  local bufnr = api.nvim_get_current_buf()
+  local client = attached_client(bufnr)
+  if not client then
+    return
+  end
+  local function run(description, folder)
+    local argument, why = M.scaffold_argument(description, folder)
+    if not argument then
+      return notify(why, vim.log.levels.ERROR)
+    end
+    notify('designing the form…')
+    M.execute(client, bufnr, 'loopcoder.scaffoldForm', argument, function(result)
+      if result and result.applied then
+        notify(('wrote %d file(s); run it with: %s'):format(#result.files, result.run))
+      else
+        notify('the files were not written: ' .. tostring(result and result.failureReason), vim.log.levels.WARN)
+      end
+    end)
+  end
+  local function ask_folder(description)
+    if not description then
+      return -- cancelled
+    end
+    if vim.trim(description) == '' then
+      return run(description, nil) -- says what is missing
+    end
+    vim.ui.input({ prompt = 'Folder for the form app: ', default = vim.fn.getcwd() .. '/form', completion = 'dir' },
+      function(folder)
+        if folder then
+          run(description, folder)
+        end
+      end)
+  end
+  if opts.args ~= '' then
+    return ask_folder(opts.args)
+  end
+  vim.ui.input({ prompt = 'Describe the form: ' }, ask_folder)
+end
+
+function M.create()
+  local create = api.nvim_create_user_command
+  create('LoopcoderReview', review, { range = true, desc = 'loopcoder: review the file or the lines of a range' })
+  create('LoopcoderExplain', explain, { range = true, desc = 'loopcoder: explain the file or a range' })
+  create('LoopcoderHint', hint, { range = true, desc = 'loopcoder: a Socratic hint about the file or a range' })
+  create('LoopcoderEdit', edit, { range = true, nargs = '*', desc = 'loopcoder: rewrite a range as the words say' })
+  create('LoopcoderScaffold', scaffold, { nargs = '*', desc = 'loopcoder: a form app from a sentence' })
+end
+
+return M

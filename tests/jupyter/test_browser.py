@@ -1,0 +1,162 @@
+"""A real `jupyter lab` with the extension, driven in Debian's chromium by Playwright: ghost text
+in a notebook cell, accepted with Tab, and a review from the cell's context menu.
+
+The Makefile installs chromium (`make test`); Playwright's own browser download is not used.
+The server logs to a file, so a failure shows its end. Saves docs/img/jupyterlab.png.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "jupyterlab.png"
+TOKEN = "loopcoder-browser-test"
+TYPED = "def add_one(x):\n"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed: `make test` installs it"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _notebook() -> dict:
+    def cell(kind, source, **extra):
+        return {"cell_type": kind, "metadata": {}, "source": source, **extra}
+
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            cell("markdown", "# Shopping list\nSums the prices of the items."),
+            cell("code", "import os\n\ndef run(user_input):\n    os.system('ls ' + user_input)",
+                 outputs=[], execution_count=None),
+            cell("code", "prices = {'apple': 3, 'pear': 4}\ntotal = sum(prices.values())\nprint(total)",
+                 outputs=[{"output_type": "stream", "name": "stdout", "text": "7\n"}], execution_count=1),
+            cell("code", "", outputs=[], execution_count=None),
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "shopping.ipynb").write_text(json.dumps(_notebook()))
+    settings = root / "settings" / "@jupyterlab" / "completer-extension"
+    settings.mkdir(parents=True)
+    # Ours is the only provider; the model on a busy CPU may take a while to answer.
+    (settings / "inline-completer.jupyterlab-settings").write_text(json.dumps(
+        {"providers": {"loopcoder": {"enabled": True, "timeout": 120000, "debouncerDelay": 200}}}))
+    notifications = root / "settings" / "@jupyterlab" / "apputils-extension"
+    notifications.mkdir(parents=True)
+    (notifications / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    port, log = _free_port(), root / "jupyter-lab.log"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+             f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root / 'notebooks'}",
+             f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}",
+             "--LabApp.news_url=None", "--ServerApp.allow_root=True", "--LoopcoderExtension.backend=inprocess",
+             "--LoopcoderExtension.context_budget=1024", "--LoopcoderExtension.max_tokens=24",
+             "--LoopcoderExtension.action_tokens=200"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, server, log)
+        yield url, log
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/loopcoder/stats?token={TOKEN}", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"jupyter lab did not answer within 120 s:\n{log.read_text()[-3000:]}")
+
+
+def _cell_text(page, index: int) -> str:
+    return page.evaluate(
+        "i => document.querySelectorAll('.jp-Notebook .jp-Cell')[i].querySelector('.cm-content').innerText", index)
+
+
+def test_ghost_text_and_a_review_in_a_real_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, log = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--headless", "--no-sandbox", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/lab/tree/shopping.ipynb?token={TOKEN}")
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            cells.nth(3).wait_for(timeout=60000)
+
+            # Ghost text: type in the last cell, wait for the suggestion, accept it with Tab.
+            cells.nth(3).locator(".cm-content").click()
+            page.keyboard.type(TYPED)
+            ghost = page.locator(".jp-GhostText")
+            try:
+                ghost.first.wait_for(timeout=60000)
+            except Exception:  # no automatic suggestion: ask explicitly (Alt+\)
+                page.keyboard.press("Alt+Backslash")
+                ghost.first.wait_for(timeout=90000)
+            page.wait_for_function("() => !document.querySelector('.jp-GhostText-streamedToken') "
+                                   "&& document.querySelector('.jp-GhostText')?.innerText.trim()", timeout=90000)
+            suggestion = ghost.first.inner_text()
+            page.keyboard.press("Tab")
+            page.wait_for_function("() => !document.querySelector('.jp-GhostText')", timeout=10000)
+            text = _cell_text(page, 3)
+            assert text.startswith(TYPED.rstrip("\n")) and len(text.strip()) > len(TYPED.strip()), text
+            assert suggestion.strip().split("\n")[0] in text
+
+            # A code action: review the cell with os.system from its context menu.
+            cells.nth(1).locator(".cm-content").click()
+            cells.nth(1).locator(".cm-content").click(button="right")
+            page.get_by_text("loopcoder: Review This Cell").click()
+            panel = cells.nth(1).locator(".lc-CellPanel")
+            panel.wait_for(timeout=10000)
+            page.wait_for_function(
+                "() => !document.querySelector('.lc-CellPanel-waiting')", timeout=240000)
+            assert panel.locator(".lc-CellPanel-error").count() == 0, panel.inner_text()
+            findings = panel.locator(".lc-Finding")
+            assert findings.count() > 0 or "No problems found." in panel.inner_text()
+            for i in range(findings.count()):
+                assert findings.nth(i).inner_text().startswith("Line ")
+
+            cells.nth(3).locator(".cm-content").click()
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+        except Exception:
+            page.screenshot(path=str(log.with_suffix(".png")))
+            print(f"jupyter lab log ({log}):\n{log.read_text()[-4000:]}\nscreenshot: {log.with_suffix('.png')}")
+            raise
+        finally:
+            browser.close()
