@@ -60,8 +60,9 @@ $(LABEXT_STAMP): $(STAMP) $(LABEXT_INPUTS)
 	ln -s $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
 	touch $@
 
+# With a CJK font, so that pages in Chinese (a scaffolded form's labels) render as text, not boxes.
 $(CHROMIUM):
-	apt-get install -y -q chromium || (apt-get update -qq && apt-get install -y -q chromium)
+	apt-get install -y -q chromium fonts-wqy-microhei || (apt-get update -qq && apt-get install -y -q chromium fonts-wqy-microhei)
 
 # The VS Code extension (editors/vscode): `npm ci` when the lockfile changes, then the esbuild
 # bundle and the .vsix (@vscode/vsce), and the TypeScript unit tests (mocha). The Neovim
