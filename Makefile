@@ -58,6 +58,9 @@ $(LABEXT_STAMP): $(STAMP) $(LABEXT_INPUTS)
 	mkdir -p $(VENV)/share/jupyter/labextensions
 	rm -rf $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
 	ln -s $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
+	# An editable install skips pyproject's data-files: enable the server extension as a wheel would.
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/jupyter_server_config.d/loopcoder.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $@
 
 # With a CJK font, so that pages in Chinese (a scaffolded form's labels) render as text, not boxes.
