@@ -35,6 +35,7 @@ logits are copied out of the graph's output before the next replay can overwrite
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import torch
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+GRAPHS_ENV = "LOOPCODER_CUDA_GRAPHS"  # "0": every step eager (the engine's cuda_graphs=False, for any front end)
 GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # Rows of the extend graphs: finer where a keystroke's re-prefill usually lands (the edit plus
 # the bounded suffix, a few hundred tokens), so that padding wastes at most a quarter.
@@ -71,6 +73,8 @@ def cuda_graphs_blocker(config: ModelConfig, dtype: torch.dtype, device: torch.d
     device = torch.device(device)
     if device.type != "cuda":
         return f"the engine runs on {device.type}"
+    if os.environ.get(GRAPHS_ENV, "1").strip() == "0":
+        return f"{GRAPHS_ENV}=0"
     if kernel_mode() == "torch":
         return "LOOPCODER_KERNELS=torch"
     if triton_import_error() is not None:

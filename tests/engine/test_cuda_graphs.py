@@ -76,6 +76,9 @@ def test_graphs_are_off_on_cpu_and_when_the_reference_is_forced(monkeypatch):
     config = tiny_engine("llama").model_config
     assert "cpu" in cuda_graphs_blocker(config, torch.float32, "cpu")
     assert tiny_engine("llama").stats()["cuda_graphs"] is None
+    monkeypatch.setenv("LOOPCODER_CUDA_GRAPHS", "0")
+    assert "LOOPCODER_CUDA_GRAPHS=0" in cuda_graphs_blocker(config, torch.float32, "cuda")
+    monkeypatch.delenv("LOOPCODER_CUDA_GRAPHS")
     monkeypatch.setenv("LOOPCODER_KERNELS", "torch")
     assert "LOOPCODER_KERNELS=torch" in cuda_graphs_blocker(config, torch.float32, "cuda")
 
