@@ -328,6 +328,15 @@ def check_decode_args(
         raise ValueError("Triton decode attention: block_tables and positions must be int64, rows contiguous")
 
 
+def output_for(q: torch.Tensor, out: torch.Tensor | None, what: str) -> torch.Tensor:
+    """`out`, checked to take a kernel's answer for q (same shape and dtype, contiguous rows), or a new one."""
+    if out is None:
+        return torch.empty_like(q)
+    if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
+        raise ValueError(f"{what}: out {tuple(out.shape)} {out.dtype} does not match q")
+    return out
+
+
 def paged_decode_attention_triton(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -353,9 +362,7 @@ def paged_decode_attention_triton(
     n_rep = num_heads // num_kv_heads
     span = max_context if window is None else min(window, max_context)
     splits = split_plan(batch, num_kv_heads, span, q.device, launch)
-    out = torch.empty_like(q) if out is None else out
-    if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
-        raise ValueError(f"Triton decode attention: out {tuple(out.shape)} {out.dtype} does not match q")
+    out = output_for(q, out, "Triton decode attention")
     part_acc = part_ml = out  # not read without splits
     if splits > 1:
         part_acc = torch.empty(batch, num_heads, splits, head_dim, dtype=torch.float32, device=q.device)

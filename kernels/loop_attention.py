@@ -32,6 +32,7 @@ from .attention import (
     check_decode_args,
     decode_blocker,
     decode_launch,
+    output_for,
     dot_precision,
     is_decode,
     paged_attention_ref,
@@ -150,6 +151,16 @@ if triton is not None:
         tl.store(out + seq * stride_ot + head * stride_oh + offs_d, o.to(out.dtype.element_ty))
 
 
+def check_loop_gate(q: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor) -> None:
+    """Raise ValueError unless the Triton kernels can read the gate of q's heads: weight (Hq, D),
+    bias (Hq,), contiguous, on q's device."""
+    num_heads, head_dim = q.shape[1:]
+    if tuple(gate_weight.shape) != (num_heads, head_dim) or tuple(gate_bias.shape) != (num_heads,):
+        raise ValueError(f"loop gate: weight {tuple(gate_weight.shape)}, bias {tuple(gate_bias.shape)} for q {tuple(q.shape)}")
+    if not (gate_weight.is_contiguous() and gate_bias.is_contiguous()) or gate_weight.device != q.device:
+        raise ValueError("loop gate: weight and bias must be contiguous and on q's device")
+
+
 def loop_decode_attention_triton(
     q: torch.Tensor,
     global_cache: LayerCache,
@@ -174,15 +185,10 @@ def loop_decode_attention_triton(
     check_decode_args(q, caches, block_tables, positions)
     batch, num_heads, head_dim = q.shape
     block_size, num_kv_heads = global_cache[0].shape[1:3]
-    if tuple(gate_weight.shape) != (num_heads, head_dim) or tuple(gate_bias.shape) != (num_heads,):
-        raise ValueError(f"loop gate: weight {tuple(gate_weight.shape)}, bias {tuple(gate_bias.shape)} for q {tuple(q.shape)}")
-    if not (gate_weight.is_contiguous() and gate_bias.is_contiguous()) or gate_weight.device != q.device:
-        raise ValueError("loop gate: weight and bias must be contiguous and on q's device")
+    check_loop_gate(q, gate_weight, gate_bias)
     n_rep = num_heads // num_kv_heads
     splits = split_plan(batch, num_kv_heads, max_context, q.device, launch)
-    out = torch.empty_like(q) if out is None else out
-    if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
-        raise ValueError(f"Triton loop attention: out {tuple(out.shape)} {out.dtype} does not match q")
+    out = output_for(q, out, "Triton loop attention")
     part_acc = part_ml = b_out = out  # not read without splits
     if splits > 1:
         part_acc = torch.empty(batch, num_heads, splits, head_dim, dtype=torch.float32, device=q.device)

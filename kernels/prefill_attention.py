@@ -48,7 +48,8 @@ import torch
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
 
-from .attention import LOG2E, decode_blocker, dot_precision, triton
+from .attention import LOG2E, decode_blocker, dot_precision, output_for, triton
+from .loop_attention import check_loop_gate
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # (k_cache, v_cache), each (num_blocks, block_size, Hkv, D)
 TILE_FIELDS = 4  # sequence, first query row, number of queries, position of the first query
@@ -372,10 +373,7 @@ def check_prefill_args(q: torch.Tensor, caches: tuple[torch.Tensor, ...], meta: 
                          f"do not match the metadata's {meta.num_seqs} sequences of {meta.query_start[-1]} rows")
     if tables.device != q.device or tables.dtype != torch.int64 or tables.stride(1) != 1:
         raise ValueError("Triton prefill attention: block_tables must be int64 on q's device, rows contiguous")
-    out = torch.empty_like(q) if out is None else out
-    if out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1:
-        raise ValueError(f"Triton prefill attention: out {tuple(out.shape)} {out.dtype} does not match q")
-    return out
+    return output_for(q, out, "Triton prefill attention")
 
 
 def _full_launch(dtype: torch.dtype, head_dim: int, n_rep: int, gated: bool, launch: PrefillLaunch) -> PrefillLaunch:
@@ -484,10 +482,7 @@ def loop_prefill_attention_triton(
     caches = (*global_cache, *local_cache)
     out = check_prefill_args(q, caches, meta, out)
     num_heads, head_dim = q.shape[1:]
-    if tuple(gate_weight.shape) != (num_heads, head_dim) or tuple(gate_bias.shape) != (num_heads,):
-        raise ValueError(f"loop gate: weight {tuple(gate_weight.shape)}, bias {tuple(gate_bias.shape)} for q {tuple(q.shape)}")
-    if not (gate_weight.is_contiguous() and gate_bias.is_contiguous()) or gate_weight.device != q.device:
-        raise ValueError("loop gate: weight and bias must be contiguous and on q's device")
+    check_loop_gate(q, gate_weight, gate_bias)
     if q.shape[0] == 0:
         return out
     k_cache = global_cache[0]

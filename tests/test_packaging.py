@@ -52,3 +52,16 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     )
     out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip().startswith(str(target))
+
+
+KERNEL_MODULES = ["attention", "loop_attention", "prefill_attention", "rmsnorm", "rope", "swiglu", "fp8_linear",
+                  "dispatch", "quant_linear", "kv_store"]
+
+
+@pytest.mark.parametrize("name", KERNEL_MODULES)
+def test_each_kernel_module_imports_first_in_a_fresh_interpreter(name):
+    """kernels/ and engine/ import each other's modules; neither may need the other imported first
+    (a cycle through engine/__init__ failed `import loopcoder.kernels.attention` on its own)."""
+    proc = subprocess.run([sys.executable, "-c", f"import loopcoder.kernels.{name}"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
