@@ -96,7 +96,7 @@ class Setup:
     def __init__(self, args):
         from loopcoder.engine.config import ModelConfig
         from loopcoder.engine.loader import random_model
-        from loopcoder.engine.quantization import QuantLinear, quantize_model, weight_bytes
+        from loopcoder.engine.quantization import QuantLinear, weight_bytes
 
         raw = dict(SHAPES[args.model])
         if args.layers:
@@ -106,9 +106,8 @@ class Setup:
         self.flops = matmul_flops()
         torch.manual_seed(0)
         t = time.perf_counter()
-        self.model = random_model(self.cfg, torch.bfloat16, DEVICE)
-        if args.quant != "none":
-            quantize_model(self.model, args.quant, torch.bfloat16)
+        # Quantized as each layer is drawn: 40B-Loop in FP8 never exists in bf16 (it fits an 80 GB card).
+        self.model = random_model(self.cfg, torch.bfloat16, DEVICE, quant=args.quant)
         sync()
         self.init_s = time.perf_counter() - t
         self.weight_bytes = weight_bytes(self.model)

@@ -10,7 +10,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -19,10 +19,10 @@ from .engine import Engine, EngineConfig
 from .errors import ModelLoadError
 from .models import build_model
 from .models.llama import LlamaForCausalLM
-from .quantization import quantize_model
+from .quantization import check_quant_device, quantized, quantized_linears
 from .tokenizer import Tokenizer
 from .weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata
-from .weights.safetensors_dir import count_safetensors, iter_safetensors, safetensors_files
+from .weights.safetensors_dir import Selector, count_safetensors, iter_safetensors, safetensors_files
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,29 @@ def default_model_path() -> Path:
 
 
 @dataclass
-class _Source:
+class ModelSource:
+    """An opened checkpoint: its config and tokenizer now, its weights when iterated."""
+
     config: ModelConfig
     tokenizer: Tokenizer | None
-    weights: Iterator[tuple[str, torch.Tensor]]
+    tensors: Callable[[Selector | None], Iterator[tuple[str, torch.Tensor]]]  # select -> (name, tensor)
     count: int
     low_bit: bool = False  # weights stored in 4-5 bit GGUF types
+
+    def weights(self, select: Selector | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor, or with `select` only the part it names of each (a GGUF tensor is
+        dequantized whole, then cut: one tensor at a time, never the whole model)."""
+        return self.tensors(select)
+
+
+def open_source(path: str | Path | None, with_tokenizer: bool = True) -> ModelSource:
+    """A Hugging Face directory or a GGUF file (None: the embedded default), weights not yet read."""
+    path = default_model_path() if path is None else Path(path)
+    if path.is_dir():
+        return _open_hf_dir(path, with_tokenizer)
+    if path.is_file():
+        return _open_gguf(path, with_tokenizer)
+    raise ModelLoadError(f"model path {path} does not exist (expected a directory with config.json or a .gguf file)")
 
 
 def load_model(
@@ -73,15 +90,10 @@ def load_model(
     bfloat16 for quantized models and on GPUs, float32 otherwise.
     """
     path = default_model_path() if path is None else Path(path)
-    if path.is_dir():
-        source = _open_hf_dir(path)
-    elif path.is_file():
-        source = _open_gguf(path)
-    else:
-        raise ModelLoadError(f"model path {path} does not exist (expected a directory with config.json or a .gguf file)")
+    source = open_source(path)
     quant, dtype = resolve_precision(quant, dtype, torch.device(device), source.low_bit)
-    model = materialize(source.config, dtype, device, _progress(source.weights, source.count, f"loading {path.name}", progress))
-    quantize_model(model, quant, dtype)
+    weights = progress_bar(source.weights(), source.count, f"loading {path.name}", progress)
+    model = materialize(source.config, dtype, device, weights, quant=quant)
     engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size)
     if kv_budget_bytes is not None:
         engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
@@ -109,48 +121,93 @@ def materialize(
     device: str | torch.device,
     weights: Iterable[tuple[str, torch.Tensor]] | None,
     seed: int = 0,
+    quant: str = "none",
 ) -> LlamaForCausalLM:
     """Build the model on the meta device, allocate it on `device`, then fill it.
 
-    `weights=None` fills it with random values in the right shapes (benchmarks).
+    `weights=None` fills it with random values in the right shapes (benchmarks). With
+    `quant`, each linear layer is quantized as its weight arrives, so the full-precision
+    model never exists: a 40B model in FP8 loads on an 80 GB card.
     """
+    check_quant_device(quant, torch.device(device))
     with torch.device("meta"):
         model = build_model(config).to(dtype)  # on meta: allocate once, in the final dtype
+    pending = quantized_linears(model, quant)
+    expected = model.expected_weights()
+    for _, _, linear in pending.values():
+        linear.weight_shape = tuple(linear.weight.shape)
+        linear.weight = None  # never allocated in full precision: quantized when its tensor comes
     model = model.to_empty(device=device)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
     if weights is None:
         model.init_random(seed)
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        fill = ((f"{name}.weight", torch.empty(linear.weight_shape, dtype=dtype, device=device).normal_(0.0, 0.02, generator=gen))
+                for name, (_, _, linear) in pending.items() if linear.weight is None)
+        for _ in _quantize_pending(fill, model, pending, quant, dtype, device):
+            pass
     else:
-        model.check_loaded(model.load_weights(weights))
+        loaded = model.load_weights(_quantize_pending(weights, model, pending, quant, dtype, device, taken := set()))
+        model.check_loaded(loaded | taken, expected)
+    for name, (parent, attr, linear) in pending.items():
+        if getattr(parent, attr) is linear:  # tied to the embedding: quantize a copy of it
+            setattr(parent, attr, quantized(linear.weight.detach(), linear.bias, name, quant, dtype))
     return model.eval()
 
 
-def random_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0) -> LlamaForCausalLM:
-    return materialize(config, dtype, device, None, seed)
+def _quantize_pending(weights: Iterable[tuple[str, torch.Tensor]], model: LlamaForCausalLM, pending: dict, quant: str,
+                      dtype: torch.dtype, device, taken: set[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Pass `weights` on, except the weights of `pending` layers: each of those is quantized
+    on `device` and put in its layer's place (its name added to `taken`)."""
+    for raw_name, tensor in weights:
+        name = model.checkpoint_name(raw_name)
+        layer = name.removesuffix(".weight")
+        target = pending.get(layer) if name.endswith(".weight") else None
+        if target is None or getattr(target[0], target[1]) is not target[2]:
+            yield raw_name, tensor  # not quantized here (or twice: load_weights names the duplicate)
+            continue
+        parent, attr, linear = target
+        if tuple(tensor.shape) != linear.weight_shape:
+            raise ModelLoadError(f"tensor {raw_name!r} has shape {tuple(tensor.shape)}, expected {linear.weight_shape}")
+        setattr(parent, attr, quantized(tensor.to(device=device, dtype=dtype), linear.bias, layer, quant, dtype))
+        if taken is not None:
+            taken.add(name)
 
 
-def _open_hf_dir(path: Path) -> _Source:
+def random_model(config: ModelConfig, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0,
+                 quant: str = "none") -> LlamaForCausalLM:
+    return materialize(config, dtype, device, None, seed, quant)
+
+
+def _open_hf_dir(path: Path, with_tokenizer: bool = True) -> ModelSource:
     config = ModelConfig.from_json_file(path / "config.json")
     files = safetensors_files(path)
     tokenizer = None
-    if any((path / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
+    if with_tokenizer and any((path / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
         tokenizer = Tokenizer.from_pretrained_dir(path)
-    else:
+    elif with_tokenizer:
         log.warning("%s has no tokenizer.json or tokenizer.model: token ids only", path)
-    return _Source(config, tokenizer, iter_safetensors(files), count_safetensors(files))
+    return ModelSource(config, tokenizer, lambda select: iter_safetensors(files, select), count_safetensors(files))
 
 
 _LOW_BIT_GGUF = ("Q4", "Q5", "IQ4")
 
 
-def _open_gguf(path: Path) -> _Source:
+def _open_gguf(path: Path, with_tokenizer: bool = True) -> ModelSource:
     reader = open_gguf(path)
     meta = read_gguf_metadata(reader)
     config = config_from_gguf(meta, reader.tensors)
-    tokenizer = Tokenizer.from_gguf_metadata(meta)
+    tokenizer = Tokenizer.from_gguf_metadata(meta) if with_tokenizer else None
     low_bit = sum(t.tensor_type.name.startswith(_LOW_BIT_GGUF) for t in reader.tensors) > len(reader.tensors) // 2
-    return _Source(config, tokenizer, iter_gguf_tensors(reader, config), len(reader.tensors), low_bit)
+    return ModelSource(config, tokenizer, lambda select: _cut(iter_gguf_tensors(reader, config), select),
+                       len(reader.tensors), low_bit)
+
+
+def _cut(weights: Iterator[tuple[str, torch.Tensor]], select: Selector | None) -> Iterator[tuple[str, torch.Tensor]]:
+    for name, tensor in weights:
+        index = None if select is None else select(name, tuple(tensor.shape))
+        yield name, tensor if index is None else tensor[index].clone()  # the part alone: the rest is freed
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
@@ -164,7 +221,7 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     raise ModelLoadError(f"tokenizer path {path} does not exist (expected a model directory or a .gguf file)")
 
 
-def _progress(items: Iterator, total: int, desc: str, enabled: bool) -> Iterator:
+def progress_bar(items: Iterator, total: int, desc: str, enabled: bool) -> Iterator:
     if not enabled:
         return items
     from tqdm import tqdm

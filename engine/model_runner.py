@@ -10,6 +10,7 @@ import torch
 from .attention_metadata import AttentionMetadata
 from .cuda_graphs import StepGraphs, GraphCaptureError
 from .kv_cache import KVCache
+from .models.layers import join_projections
 from .models.llama import LlamaForCausalLM
 
 
@@ -29,6 +30,9 @@ class ModelRunner:
     def __init__(self, model: LlamaForCausalLM, device: torch.device | str) -> None:
         self.model = model
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # One matmul for q/k/v and one for gate/up: fewer launches and weight streams per layer.
+            join_projections(model)
         self.graphs: StepGraphs | None = None  # set by use_cuda_graphs
 
     def use_cuda_graphs(self, kv: KVCache, scratch_block: int, max_context: int) -> None:

@@ -42,30 +42,38 @@ class QuantLinear(nn.Module):
 
 
 def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module:
-    if mode not in QUANT_MODES:
-        raise InvalidRequestError(f"quantization {mode!r} is not one of {', '.join(QUANT_MODES)}")
-    if mode == "none":
-        return model
-    device = next(model.parameters()).device
-    if mode == "fp8" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
-        raise InvalidRequestError(f"--quant fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
-                                  f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")
-    for parent_name, parent in list(model.named_modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                full = f"{parent_name}.{name}" if parent_name else name
-                setattr(parent, name, _quantized(child, full, mode, dtype))
+    check_quant_device(mode, next(model.parameters()).device)
+    for name, (parent, attr, linear) in quantized_linears(model, mode).items():
+        setattr(parent, attr, quantized(linear.weight.detach(), linear.bias, name, mode, dtype))
     return model
 
 
-def _quantized(linear: nn.Linear, name: str, mode: str, dtype: torch.dtype) -> nn.Module:
-    w = linear.weight.detach()
+def check_quant_device(mode: str, device: torch.device) -> None:
+    if mode not in QUANT_MODES:
+        raise InvalidRequestError(f"quantization {mode!r} is not one of {', '.join(QUANT_MODES)}")
+    if mode == "fp8" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        raise InvalidRequestError(f"--quant fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
+                                  f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")
+
+
+def quantized_linears(model: nn.Module, mode: str) -> dict[str, tuple[nn.Module, str, nn.Linear]]:
+    """The linear layers `mode` quantizes: full name -> (parent, attribute, layer)."""
+    found = {}
+    for parent_name, parent in list(model.named_modules()):
+        for attr, child in list(parent.named_children()):
+            full = f"{parent_name}.{attr}" if parent_name else attr
+            # FP8 keeps the LM head in the model's dtype: 1-2% of a large model's bytes, all of the logits' accuracy.
+            if type(child) is nn.Linear and mode != "none" and not (mode == "fp8" and full == "lm_head"):
+                found[full] = (parent, attr, child)
+    return found
+
+
+def quantized(w: torch.Tensor, bias: torch.Tensor | None, name: str, mode: str, dtype: torch.dtype) -> QuantLinear:
+    """The quantized layer of weight w (N, K) named `name`."""
     if mode == "fp8":
-        # The LM head stays in the model's dtype: 1-2% of a large model's bytes, all of the logits' accuracy.
-        return linear if name == "lm_head" else QuantLinear(quantize_fp8(w), linear.bias)
+        return QuantLinear(quantize_fp8(w), bias)
     use_int4 = mode == "int4" and name != "lm_head" and w.shape[1] % INT4_GROUP == 0
-    weight = quantize_int4(w, dtype) if use_int4 else quantize_int8(w, dtype)
-    return QuantLinear(weight, linear.bias)
+    return QuantLinear(quantize_int4(w, dtype) if use_int4 else quantize_int8(w, dtype), bias)
 
 
 def weight_bytes(model: nn.Module) -> int:

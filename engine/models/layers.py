@@ -12,12 +12,14 @@ import torch
 from torch import nn
 
 from loopcoder.kernels.attention import paged_attention
+from loopcoder.kernels.fp8_linear import Fp8Weight
 from loopcoder.kernels.rmsnorm import rms_norm
 from loopcoder.kernels.rope import rope_store
 from loopcoder.kernels.swiglu import silu_mul
 
 from ..attention_metadata import AttentionMetadata
 from ..config import ModelConfig, RopeScaling
+from ..quantization import QuantLinear
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # (k_cache, v_cache), each (num_blocks, block_size, Hkv, D)
 
@@ -88,14 +90,59 @@ class RotaryEmbedding(nn.Module):
         self.tables(length, torch.device(device))
 
 
+def joined_linear(parts: list[nn.Module]) -> nn.Module | None:
+    """One layer whose output is the concatenation of `parts`' outputs for the same input
+    (their weights stacked by rows), or None where they cannot be joined: bf16/fp32 linears
+    and FP8 layers join (FP8 scales are per output row), int8/int4 layers do not."""
+    if all(type(p) is nn.Linear for p in parts):
+        if len({p.bias is None for p in parts}) != 1:
+            return None
+        first = parts[0]
+        joined = nn.Linear(first.in_features, sum(p.out_features for p in parts), bias=first.bias is not None,
+                           device="meta", dtype=first.weight.dtype)
+        joined.weight = nn.Parameter(torch.cat([p.weight.detach() for p in parts]), requires_grad=False)
+        if first.bias is not None:
+            joined.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
+        return joined
+    if all(isinstance(p, QuantLinear) and isinstance(p.weight_q, Fp8Weight) for p in parts):
+        if len({p.bias is None for p in parts}) != 1:
+            return None
+        weight = Fp8Weight(torch.cat([p.weight_q.q for p in parts]), torch.cat([p.weight_q.scale for p in parts], dim=1))
+        bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
+        return QuantLinear(weight, bias)
+    return None
+
+
+def join_projections(model: nn.Module) -> int:
+    """Run q/k/v, and gate/up, of every layer as one matmul each (fewer launches, one
+    weight stream per input); returns the layers joined. Call it after loading, sharding
+    and quantizing: the joined layers no longer have the checkpoint's names."""
+    return sum(m.join_projections() for m in model.modules() if isinstance(m, (Attention, SwiGLU)))
+
+
 class SwiGLU(nn.Module):
     def __init__(self, hidden: int, intermediate: int) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
         self.up_proj = nn.Linear(hidden, intermediate, bias=False)
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_up_proj: nn.Module | None = None  # join_projections()
+
+    def join_projections(self) -> bool:
+        if self.gate_up_proj is not None:
+            return False
+        joined = joined_linear([self.gate_proj, self.up_proj])
+        if joined is None:
+            return False
+        self.intermediate = self.gate_proj.weight.shape[0] if type(self.gate_proj) is nn.Linear else self.gate_proj.weight_q.shape[0]
+        self.gate_up_proj = joined
+        del self.gate_proj, self.up_proj
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_proj is not None:
+            gate_up = self.gate_up_proj(x)
+            return self.down_proj(silu_mul(gate_up[..., : self.intermediate], gate_up[..., self.intermediate:]))
         return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
@@ -111,14 +158,30 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.qkv_bias)
         self.v_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=False)
+        self.qkv_proj: nn.Module | None = None  # join_projections()
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+
+    def join_projections(self) -> bool:
+        if self.qkv_proj is not None:
+            return False
+        joined = joined_linear([self.q_proj, self.k_proj, self.v_proj])
+        if joined is None:
+            return False
+        self.qkv_proj = joined
+        del self.q_proj, self.k_proj, self.v_proj
+        return True
 
     def project_store(self, x: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
         """x: (T, hidden) -> rotated q (T, Hq, D); the rotated k and v go into `cache`'s slots."""
         T = x.shape[0]
-        q = self.q_proj(x).view(T, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(T, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(T, self.num_kv_heads, self.head_dim)
+        if self.qkv_proj is not None:
+            q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+            q, k, v = self.qkv_proj(x).split((q_size, kv_size, kv_size), dim=-1)  # column views of one product
+            q, k, v = q.view(T, -1, self.head_dim), k.view(T, -1, self.head_dim), v.view(T, -1, self.head_dim)
+        else:
+            q = self.q_proj(x).view(T, self.num_heads, self.head_dim)
+            k = self.k_proj(x).view(T, self.num_kv_heads, self.head_dim)
+            v = self.v_proj(x).view(T, self.num_kv_heads, self.head_dim)
         cos, sin = self.rotary.tables(max(meta.context_lens), x.device)
         return rope_store(q, k, v, meta.positions, cos, sin, cache[0], cache[1], meta.slot_mapping)
 

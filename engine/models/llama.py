@@ -87,8 +87,9 @@ class LlamaForCausalLM(nn.Module):
             loaded.add(name)
         return loaded
 
-    def check_loaded(self, loaded: set[str]) -> None:
-        missing = sorted(self.expected_weights() - loaded)
+    def check_loaded(self, loaded: set[str], expected: set[str] | None = None) -> None:
+        """Raise ModelLoadError naming what `expected` (default: every parameter) lacks."""
+        missing = sorted((self.expected_weights() if expected is None else expected) - loaded)
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise ModelLoadError(f"checkpoint lacks {len(missing)} tensor(s): {shown}")

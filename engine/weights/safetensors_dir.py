@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -12,6 +12,10 @@ from safetensors import SafetensorError, safe_open
 from ..errors import ModelLoadError
 
 INDEX_NAME = "model.safetensors.index.json"
+
+# (name, full shape) -> the index of the part to read, None for the whole tensor
+# (a tensor-parallel rank's ShardSelector).
+Selector = Callable[[str, tuple[int, ...]], "tuple[slice, ...] | None"]
 
 
 def safetensors_files(model_dir: Path) -> list[Path]:
@@ -44,13 +48,18 @@ def count_safetensors(files: list[Path]) -> int:
     return total
 
 
-def iter_safetensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, tensor) from memory-mapped files, one tensor at a time."""
+def iter_safetensors(files: list[Path], select: Selector | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, tensor) from memory-mapped files, one tensor at a time; with `select`,
+    only the part of each tensor it names is read from the file."""
     for path in files:
         with _open(path) as f:
             for name in f.keys():
                 try:
-                    yield name, f.get_tensor(name)
+                    index = None
+                    if select is not None:
+                        part = f.get_slice(name)
+                        index = select(name, tuple(part.get_shape()))
+                    yield name, f.get_tensor(name) if index is None else part[index]
                 except SafetensorError as e:
                     raise ModelLoadError(f"{path.name}: cannot read tensor {name!r}: {e}") from None
 

@@ -31,3 +31,54 @@ def test_unknown_quantization_mode():
     engine = tiny_engine("llama")
     with pytest.raises(InvalidRequestError, match="quantization 'int3'"):
         quantize_model(engine.model, "int3", torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "fp8"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_quantized_while_loading_equals_quantized_after(mode, tied):
+    """materialize(quant=...) quantizes each linear as its tensor arrives (the full-precision
+    model never exists): the same layers and logits as quantizing the loaded model, the tied
+    LM head included."""
+    from loopcoder.engine.engine import Engine, EngineConfig
+    from loopcoder.engine.loader import materialize
+
+    from .helpers import tiny_config
+
+    cfg = tiny_config("llama", hidden_size=64, intermediate_size=96, tie_word_embeddings=tied)
+    source = materialize(cfg, torch.float32, "cpu", None, seed=3)
+    source.init_random(3, 0.05)
+    state = {name: p.detach().clone() for name, p in source.named_parameters()}
+    after = quantize_model(materialize(cfg, torch.float32, "cpu", state.items()), mode, torch.float32)
+    during = materialize(cfg, torch.float32, "cpu", state.items(), quant=mode)
+    kinds = lambda m: [type(x).__name__ for x in m.modules()]  # noqa: E731
+    assert kinds(during) == kinds(after)
+    assert weight_bytes(during) == weight_bytes(after)
+    ids = list(range(3, 30))
+    logits = [Engine(m, None, EngineConfig()).logits(ids) for m in (after, during)]
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=0)
+
+
+def test_quantized_while_loading_names_what_is_missing_or_misshapen():
+    from loopcoder.engine.errors import ModelLoadError
+    from loopcoder.engine.loader import materialize
+
+    from .helpers import tiny_config
+
+    cfg = tiny_config("llama")
+    state = {name: p.detach().clone() for name, p in materialize(cfg, torch.float32, "cpu", None).named_parameters()}
+    partial = {k: v for k, v in state.items() if k != "model.layers.1.mlp.down_proj.weight"}
+    with pytest.raises(ModelLoadError, match="lacks 1 tensor.*layers.1.mlp.down_proj.weight"):
+        materialize(cfg, torch.float32, "cpu", partial.items(), quant="int8")
+    state["model.layers.0.self_attn.q_proj.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ModelLoadError, match=r"q_proj.weight.*shape \(3, 3\)"):
+        materialize(cfg, torch.float32, "cpu", state.items(), quant="int8")
+
+
+def test_random_model_quantized_as_drawn():
+    from loopcoder.engine.loader import random_model
+
+    from .helpers import tiny_config
+
+    model = random_model(tiny_config("iquestloopcoder", hidden_size=64, intermediate_size=96), quant="fp8")
+    assert sum(isinstance(m, QuantLinear) for m in model.modules()) == 2 * 7
+    assert type(model.lm_head) is torch.nn.Linear

@@ -1,6 +1,7 @@
 """FP8 linear layers (kernels/fp8_linear.py): quantization round trips, the torch._scaled_mm
-path equals the float32 reference of the same quantized operands (on CPU, where torch
-implements it, and on a GPU), errors, and a model quantized to fp8 end to end."""
+path and the Triton decode GEMV equal the float32 reference of the same quantized
+operands (on CPU, where torch implements it, and on a GPU), errors, and a model quantized
+to fp8 end to end. The kernels under Triton's interpreter: triton_interpreter_fused_cases.py."""
 
 import pytest
 import torch
@@ -8,7 +9,10 @@ import torch
 import loopcoder.engine  # noqa: F401
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.quantization import QuantLinear, quantize_model, weight_bytes
-from loopcoder.kernels.fp8_linear import E4M3_MAX, Fp8Weight, scaled_mm_blocker, dequantize_fp8, fp8_linear, fp8_linear_ref, quantize_fp8
+from loopcoder.kernels.fp8_linear import (
+    E4M3_MAX, Fp8Weight, GemvLaunch, dequantize_fp8, fp8_gemv, fp8_linear, fp8_linear_ref, quantize_fp8, quantize_rows,
+    quantize_rows_ref, scaled_mm_blocker,
+)
 
 from ..engine.helpers import tiny_engine
 
@@ -100,3 +104,34 @@ def test_scaled_mm_on_cuda_at_real_shapes(shape, rows):
     assert rel(fast, fp8_linear_ref(x, w)) < 1e-2
     # Against bf16 weights and activations: e4m3's 3 mantissa bits on both operands.
     assert rel(fast, torch.nn.functional.linear(x, w_bf16)) < 0.06
+
+
+@cuda
+@pytest.mark.parametrize("shape", [(7168, 5120), (1024, 5120), (55296, 5120), (5120, 27648), (100, 48)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gemv_kernel_on_cuda_at_real_shapes(shape, dtype):
+    """One decode row takes the one-kernel path: equal to the reference up to float32 sums."""
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("e4m3 conversions need compute capability 8.9+")
+    gen = torch.Generator(device="cuda").manual_seed(shape[0])
+    x = torch.randn(1, shape[1], device="cuda", generator=gen).to(dtype)
+    w = quantize_fp8(torch.randn(*shape, device="cuda", generator=gen) * 0.02)
+    bias = torch.randn(shape[0], device="cuda", generator=gen).to(dtype)
+    for launch in (None, GemvLaunch(split_k=4, block_k=128), GemvLaunch(block_n=16, num_warps=8)):
+        assert rel(fp8_gemv(x, w, bias, launch), fp8_linear_ref(x, w, bias)) < 5e-3, launch
+    assert rel(fp8_linear(x, w, bias), fp8_linear_ref(x, w, bias)) < 5e-3  # the dispatcher takes it
+
+
+@cuda
+def test_row_quantization_kernel_equals_torch_on_cuda():
+    x = torch.randn(37, 5000, device="cuda").to(torch.bfloat16) * 3
+    x[4] = 0  # an all-zero row keeps a finite scale
+    codes, scales = quantize_rows(x)
+    ref_codes, ref_scales = quantize_rows_ref(x)
+    torch.testing.assert_close(scales, ref_scales, rtol=1e-6, atol=0)
+    assert (codes.float() == ref_codes.float()).float().mean() > 0.999  # float32 division, rounded alike
+
+
+def test_gemv_kernel_takes_one_row():
+    with pytest.raises(ValueError, match="one row"):
+        fp8_gemv(torch.randn(2, 32), quantize_fp8(torch.randn(16, 32)))
