@@ -12,12 +12,17 @@ step and its documents closed, their blocks left in the prefix cache. A malforme
 gets an error frame and the connection is closed; the daemon itself never stops for a
 client's mistake. With `idle_timeout_s` it exits once no client has been connected for
 that long (the daemon a front end starts for itself).
+
+With tensor parallelism (`ranks`, engine/parallel/launch.py) this process is rank 0: a
+follower rank that dies stops the daemon, and however it stops, `run` releases and
+joins the followers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import itertools
 import logging
 import os
@@ -30,7 +35,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Engine
 from .errors import InvalidRequestError, LoopcoderError
@@ -47,6 +52,9 @@ from .protocol import (
 )
 from .sampling import DedentStop
 from .scheduler import Priority
+
+if TYPE_CHECKING:
+    from .parallel.launch import FollowerRanks
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +91,9 @@ class _Connection:
 class EngineServer:
     def __init__(self, engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
                  idle_timeout_s: float | None = None, http: tuple[str, int] | None = None,
-                 http_token: str | None = None):
+                 http_token: str | None = None, ranks: FollowerRanks | None = None):
         self.engine = engine
+        self.ranks = ranks  # the tensor-parallel followers, when this process is rank 0
         self.http = http  # (host, port): also serve the HTTP API (engine.http)
         self.http_token = http_token
         self.socket_path = Path(socket_path)
@@ -110,6 +119,8 @@ class EngineServer:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self._stop.set)
         watchdog = asyncio.create_task(self._idle_watchdog())
+        if self.ranks is not None:
+            self.ranks.watch(lambda reason: self._loop.call_soon_threadsafe(self._stop.set))
         http_task = None
         if self.http is not None:
             from .http import build_app, serve_http
@@ -339,6 +350,8 @@ class EngineServer:
             "first_token_p50_s": statistics.median(first) if first else None,
             "total_p50_s": statistics.median(total) if total else None, "pid": os.getpid(),
         })
+        if self.ranks is not None:
+            stats.update(self.ranks.stats())
         return {"stats": stats}
 
     def _op_shutdown(self, conn: _Connection, message: dict) -> dict:
@@ -366,7 +379,15 @@ def _answers(path: Path) -> bool:
 
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
-        idle_timeout_s: float | None = None, http: tuple[str, int] | None = None, http_token: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, a `shutdown` request or the idle timeout."""
-    asyncio.run(EngineServer(engine, socket_path, model_name=model_name, model_path=model_path,
-                             idle_timeout_s=idle_timeout_s, http=http, http_token=http_token).serve())
+        idle_timeout_s: float | None = None, http: tuple[str, int] | None = None, http_token: str | None = None,
+        ranks: FollowerRanks | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, a `shutdown` request, the idle timeout or (tensor
+    parallel) a follower rank's death, which raises EngineUnavailableError once stopped."""
+    with contextlib.suppress(AttributeError, ValueError, RuntimeError):  # no SIGUSR1 (Windows), or not the main thread
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to the log
+    try:
+        asyncio.run(EngineServer(engine, socket_path, model_name=model_name, model_path=model_path,
+                                 idle_timeout_s=idle_timeout_s, http=http, http_token=http_token, ranks=ranks).serve())
+    finally:
+        if ranks is not None:
+            ranks.stop(engine.runner)

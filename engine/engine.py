@@ -149,7 +149,9 @@ class CacheLayout:
 
 
 class Engine(EngineAPI):
-    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig()):
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer | None, config: EngineConfig = EngineConfig(),
+                 runner_class: type[ModelRunner] = ModelRunner):
+        """`runner_class`: TensorParallelRunner for rank 0 of a sharded model (engine/parallel)."""
         self.model = model.eval()
         self.model_config: ModelConfig = model.config
         self.tokenizer = tokenizer
@@ -159,7 +161,7 @@ class Engine(EngineAPI):
         self.kv = layout.allocate(self.model_config, config.device)
         self.pool = BlockPool(layout.cache.num_blocks)
         self.cache = SessionCache(self.pool, self.kv)
-        self.runner = layout.runner(model, self.kv, config.device)
+        self.runner = layout.runner(model, self.kv, config.device, runner_class)
         self.sessions: dict[str, DocumentSession] = {}
         self._lock = threading.RLock()
         self.scheduler = Scheduler(self)
@@ -324,4 +326,11 @@ class Engine(EngineAPI):
                 "cuda_graphs": None if self.runner.graphs is None else list(self.runner.graphs.captured),
                 "cuda_graphs_extend": None if self.runner.graphs is None else list(self.runner.graphs.captured_extend),
                 "graph_replays": 0 if self.runner.graphs is None else self.runner.graphs.replays,
+                "tensor_parallel": self.tensor_parallel,
             }
+
+    @property
+    def tensor_parallel(self) -> int:
+        """The number of ranks the model is split over (1: not split)."""
+        tp = getattr(self.model, "tp", None)
+        return 1 if tp is None else tp.world_size

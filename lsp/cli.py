@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "an address off loopback needs --http-token-file")
     eng.add_argument("--http-token-file", type=Path, default=None,
                      help="a file holding the bearer token every HTTP request but /health must carry")
+    eng.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                     help="split the model over N processes, one per GPU (rank r on cuda:r; on cpu, N processes "
+                          "over gloo); the daemon is rank 0 and starts the others (default: 1)")
 
     status = sub.add_parser("status", help="the running engine: model, device, memory, documents, clients, latency")
     status.add_argument("--socket", type=Path, default=None, help="unix socket path (as for `loopcoder engine`)")
@@ -334,6 +338,8 @@ def _model_argv(args: argparse.Namespace) -> tuple[str, ...]:
         argv += ["--http", args.http]
     if getattr(args, "http_token_file", None):
         argv += ["--http-token-file", str(Path(args.http_token_file).resolve())]
+    if getattr(args, "tensor_parallel", 1) != 1:
+        argv += ["--tensor-parallel", str(args.tensor_parallel)]
     return tuple(argv)
 
 
@@ -373,13 +379,47 @@ def cmd_engine(args: argparse.Namespace) -> int:
         check_bind(http[0], token)
     elif args.http_token_file:
         raise InvalidRequestError("--http-token-file needs --http HOST:PORT")
-    engine = _load(args)
+    if args.tensor_parallel < 1:
+        raise InvalidRequestError(f"--tensor-parallel must be at least 1, not {args.tensor_parallel}")
+    ranks = None
+    if args.tensor_parallel > 1:
+        engine, ranks = _launch_tensor_parallel(args)
+    else:
+        engine = _load(args)
     name = str(args.model) if args.model else "SmolLM2-135M-Instruct (embedded default)"
     where = f"{path}" + (f" and http://{args.http}" if http else "")
-    print(f"loopcoder engine: {name} on {args.device}, listening on {where}", file=sys.stderr, flush=True)
+    split = f" over {args.tensor_parallel} ranks" if ranks is not None else ""
+    print(f"loopcoder engine: {name} on {args.device}{split}, listening on {where}", file=sys.stderr, flush=True)
     daemon.run(engine, path, model_name=name, model_path=str(Path(args.model).resolve()) if args.model else "",
-               idle_timeout_s=args.idle_timeout or None, http=http, http_token=token)
+               idle_timeout_s=args.idle_timeout or None, http=http, http_token=token, ranks=ranks)
+    if ranks is not None and ranks.plan.backend == "nccl":
+        # The followers have left; NCCL's communicators block the interpreter's teardown
+        # (seen on 2 H200s, torch 2.11), so this rank exits as the followers do.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _launch_tensor_parallel(args: argparse.Namespace):
+    """The engine as rank 0 of args.tensor_parallel ranks, and its follower processes."""
+    import torch
+
+    from loopcoder.engine.errors import LoopcoderError, ModelLoadError
+    from loopcoder.engine.parallel.launch import launch_engine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    try:
+        return launch_engine(args.model, args.tensor_parallel, device=args.device, dtype=dtype, quant=args.quant,
+                             kv_budget_bytes=parse_size(args.kv_budget), threads=args.threads or 0,
+                             progress=sys.stderr.isatty())
+    except LoopcoderError:
+        raise
+    except (RuntimeError, AssertionError, ValueError, OSError) as e:  # torch's "no CUDA", a bad device string
+        raise ModelLoadError(f"could not load the model over {args.tensor_parallel} ranks on device "
+                             f"{args.device!r}: {e}") from e
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -409,10 +449,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("recent latency (p50)", f"first token {ms(stats['first_token_p50_s'])}, whole request "
                                  f"{ms(stats['total_p50_s'])} over {stats['requests']} requests"),
         ("queue", f"{stats['running']} running, {stats['queue_depth']} waiting"),
+        ("tensor parallel", _tensor_parallel_row(stats)),
         *_graph_rows(stats),
         ("process", f"pid {stats['pid']}, up {stats['uptime_s']:.0f} s, socket {path}"),
     ])
     return 0
+
+
+def _tensor_parallel_row(stats: dict) -> str:
+    world_size = stats.get("tensor_parallel", 1)
+    if world_size == 1:
+        return "off (1 process)"
+    pids = ", ".join(map(str, stats.get("tensor_parallel_pids", [])))
+    return f"{world_size} ranks: rank 0 here, followers pid {pids}; KV cache figures are rank 0's share"
 
 
 def _graph_rows(stats: dict) -> list[tuple[str, str]]:

@@ -6,6 +6,11 @@ set `NCCL_NVLS_ENABLE=0` in every rank's environment before the process group st
 (`init_tensor_parallel` sets it when it is unset), together with any other multicast-off
 variable the device README asks for.
 
+Rank 0 sends each step's metadata to the others over a second, CPU (gloo) group,
+`control`, whose timeout is long: a follower rank waits there while the engine is idle,
+for hours, where NCCL's watchdog (and gloo's default timeout) would abort it. The
+default group, which carries the tensors, keeps a timeout that bounds a stuck collective.
+
 With world_size 1 no collective runs and no process group is needed, so a single
 device runs the sharded code path unchanged.
 """
@@ -15,7 +20,8 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -26,6 +32,7 @@ class TensorParallelGroup:
     rank: int
     world_size: int
     group: Any = None  # a torch.distributed ProcessGroup, None for the default group
+    control: Any = None  # the gloo group of broadcast_object; None: `group` on `device`
 
     @classmethod
     def single(cls) -> "TensorParallelGroup":
@@ -50,31 +57,55 @@ class TensorParallelGroup:
         if self.world_size == 1:
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=0, group=self.group, device=device)
+        if self.control is not None:
+            dist.broadcast_object_list(box, src=0, group=self.control, device=torch.device("cpu"))
+        else:
+            dist.broadcast_object_list(box, src=0, group=self.group, device=device)
         return box[0]
 
     def close(self) -> None:
         """Leave the process group once every rank is done (a rank that exits without this
         can abort its peers' gloo threads)."""
         if self.world_size > 1 and dist.is_initialized():
-            dist.barrier(group=self.group)
-            dist.destroy_process_group()
+            # The barrier on the CPU control group: an NCCL barrier guesses each rank's
+            # device and, measured on 2 GPUs, held the daemon's shutdown past 30 s.
+            dist.barrier(group=self.control if self.control is not None else self.group)
+            release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, unless it is NCCL's: there destroy_process_group
+    blocked both ranks of a daemon's shutdown on 2 H200s (torch 2.11), and the processes
+    exit right after, which frees the communicators."""
+    if dist.is_initialized() and dist.get_backend() != "nccl":
+        dist.destroy_process_group()
 
 
 MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)  # a step's collectives: every rank is in them together
+CONTROL_TIMEOUT = timedelta(days=365)  # a follower waits for the next step as long as the engine idles
 
 
-def init_tensor_parallel(rank: int, world_size: int, init_method: str, backend: str = "gloo") -> TensorParallelGroup:
-    """Join the default process group; `init_method` such as "tcp://127.0.0.1:PORT"."""
+def multicast_off_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with NVLink multicast off (NCCL, PyTorch symmetric memory, NVSHMEM) where it
+    does not say otherwise: on shared hosts a program using it can take the GPUs out of
+    service. For a rank's environment, before its process group starts."""
+    return {**MULTICAST_OFF, **env}
+
+
+def init_tensor_parallel(rank: int, world_size: int, init_method: str | None = None, backend: str = "gloo", *,
+                         store: Any = None, timeout: timedelta = COLLECTIVE_TIMEOUT) -> TensorParallelGroup:
+    """Join the default process group, by `init_method` ("tcp://127.0.0.1:PORT") or an
+    existing `store` (a TCPStore every rank reaches), plus the gloo `control` group."""
     if backend == "nccl":
-        # NVLink multicast stays off (NCCL, PyTorch symmetric memory, NVSHMEM): on shared
-        # hosts a program using it can take the GPUs out of service.
-        for name, value in MULTICAST_OFF.items():
-            os.environ.setdefault(name, value)
+        os.environ.update(multicast_off_env(os.environ))
         torch.cuda.set_device(rank)
-    if world_size > 1:
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
-    return TensorParallelGroup(rank=rank, world_size=world_size)
+    if world_size == 1:
+        return TensorParallelGroup(rank=0, world_size=1)
+    dist.init_process_group(backend, init_method=init_method, store=store, rank=rank, world_size=world_size,
+                            timeout=timeout)
+    control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+    return TensorParallelGroup(rank=rank, world_size=world_size, control=control)
 
 
 def free_tcp_port() -> int:

@@ -13,9 +13,11 @@ Every rank ends a step with the full logits (the lm_head all-gathers them); only
 from __future__ import annotations
 
 import logging
+import threading
 
 import torch
 
+from ..errors import EngineUnavailableError
 from ..kv_cache import KVCache
 from ..model_runner import ModelRunner, StepInput
 from ..models.llama import LlamaForCausalLM
@@ -34,19 +36,38 @@ class TensorParallelRunner(ModelRunner):
         self.tp: TensorParallelGroup = model.tp
         if self.tp.rank != 0:
             raise ValueError(f"TensorParallelRunner runs on rank 0; rank {self.tp.rank} calls follow()")
+        self._lock = threading.Lock()  # a step, or the stop message, at a time: collectives never interleave
+        self.stopped = False
 
     def step(self, batch: list[StepInput], kv: KVCache, all_logits: bool = False) -> torch.Tensor:
-        self.tp.broadcast_object((_STEP, batch, all_logits), self.device)
-        return super().step(batch, kv, all_logits)
+        with self._lock:
+            self._check_running()
+            self.tp.broadcast_object((_STEP, batch, all_logits), self.device)
+            return super().step(batch, kv, all_logits)
 
     def full_logits(self, token_ids: list[int], dtype: torch.dtype) -> torch.Tensor:
         # Every rank needs the scratch cache: send the whole request, not its one step.
-        self.tp.broadcast_object((_FULL, token_ids, dtype), self.device)
-        return _local_full_logits(self, token_ids, dtype)
+        with self._lock:
+            self._check_running()
+            self.tp.broadcast_object((_FULL, token_ids, dtype), self.device)
+            return _local_full_logits(self, token_ids, dtype)
 
-    def stop(self) -> None:
-        """Release the followers from `follow()`."""
-        self.tp.broadcast_object((_STOP,), self.device)
+    def stop(self, timeout_s: float = -1) -> bool:
+        """Release the followers from `follow()`, once the step in flight is done; later
+        steps raise EngineUnavailableError. False when a step held on past `timeout_s`."""
+        if not self._lock.acquire(timeout=timeout_s):
+            return False
+        try:
+            if not self.stopped:
+                self.stopped = True
+                self.tp.broadcast_object((_STOP,), self.device)
+            return True
+        finally:
+            self._lock.release()
+
+    def _check_running(self) -> None:
+        if self.stopped:
+            raise EngineUnavailableError("the tensor-parallel ranks have stopped: the engine is shutting down")
 
 
 def _local_full_logits(runner: ModelRunner, token_ids: list[int], dtype: torch.dtype) -> torch.Tensor:

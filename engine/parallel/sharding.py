@@ -16,9 +16,14 @@ slices keeps every query head with its KV head on the same rank.
 
 The sharded model's `config` is the rank's local config (its head counts), so a KVCache
 built from it holds only this rank's KV heads; `full_config` keeps the original.
+
+`ShardSelector` states the same cut per checkpoint tensor (which rows or columns rank r
+keeps), so a rank can read only its slices from the checkpoint (parallel/loading.py).
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
@@ -94,6 +99,61 @@ def random_sharded_model(config: ModelConfig, tp: TensorParallelGroup, dtype: to
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
     model.init_random(seed + tp.rank)
     return model.eval()
+
+
+Index = tuple[slice, ...]
+
+# Parameter names (after the model's checkpoint_name) -> the dimension shard_model cuts and
+# the sharded size it is cut in: "q" heads x head_dim, "kv" KV heads x head_dim, "mlp" the
+# MLP width, "heads" the query heads, "vocab" the vocabulary rows.
+_CUTS = [
+    (re.compile(r".*\.self_attn\.q_proj\.(weight|bias)"), 0, "q"),
+    (re.compile(r".*\.self_attn\.[kv]_proj\.(weight|bias)"), 0, "kv"),
+    (re.compile(r".*\.self_attn\.o_proj\.weight"), 1, "q"),
+    (re.compile(r".*\.mlp\.(gate|up)_proj\.weight"), 0, "mlp"),
+    (re.compile(r".*\.mlp\.down_proj\.weight"), 1, "mlp"),
+    (re.compile(r".*\.gate_projection\.(weight|bias)"), 0, "heads"),
+    (re.compile(r"model\.embed_tokens\.weight|lm_head\.weight"), 0, "vocab"),
+]
+
+
+def shard_index(name: str, full: ModelConfig, tp: TensorParallelGroup) -> Index | None:
+    """The index of rank tp.rank's part of parameter `name` (of the unsharded model), as
+    shard_model cuts it; None for a replicated parameter (the norms)."""
+    local = tensor_parallel_config(full, tp.world_size)
+    for pattern, dim, kind in _CUTS:
+        if pattern.fullmatch(name):
+            if kind == "vocab":
+                part = slice(*vocab_range(full.vocab_size, tp.rank, tp.world_size))
+            else:
+                per_rank = {"q": local.num_attention_heads * full.head_dim, "kv": local.num_key_value_heads * full.head_dim,
+                            "mlp": local.intermediate_size, "heads": local.num_attention_heads}[kind]
+                part = _rows(per_rank, tp.rank)
+            return (slice(None),) * dim + (part,)
+    return None
+
+
+class ShardSelector:
+    """For each checkpoint tensor, given its full shape: the index of this rank's part.
+
+    Built from the whole model on the meta device (no memory), before it is sharded: a
+    tensor whose full shape differs from the model's is refused before any slice is read
+    (a slice of a wrong tensor could have the right shape)."""
+
+    def __init__(self, model: LlamaForCausalLM, tp: TensorParallelGroup) -> None:
+        check_tensor_parallel(model.config, tp.world_size)
+        self.full, self.tp = model.config, tp
+        self.shapes = {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}
+        self.canonical = model.checkpoint_name
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> Index | None:
+        canonical = self.canonical(name)
+        expected = self.shapes.get(canonical)
+        if expected is None:
+            return None  # ignored or unexpected: load_weights decides
+        if tuple(shape) != expected:
+            raise ModelLoadError(f"tensor {name!r} has shape {tuple(shape)}, expected {expected}")
+        return shard_index(canonical, self.full, self.tp)
 
 
 def _rows(per_rank: int, rank: int) -> slice:
