@@ -57,6 +57,28 @@ def copy_bandwidth() -> float:
     return 2 * a.numel() / graph_time(lambda i: b.copy_(a), 5)
 
 
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(r["rows"])
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    series = [("roofline_us", "FP8 roofline"), ("bf16_us", "bf16 cuBLAS"), ("scaled_mm_torch_quant_us", "_scaled_mm, torch quant"),
+              ("scaled_mm_triton_quant_us", "_scaled_mm, Triton quant"), ("fp8_linear_us", "fp8_linear (GEMV for 1 row)")]
+    width = 0.8 / len(series)
+    for j, (key, label) in enumerate(series):
+        ax.bar([i + j * width for i in range(len(keys))], [r["rows"][k][key] for k in keys], width, label=label)
+    ax.set_xticks([i + 0.4 for i in range(len(keys))], keys, rotation=30)
+    ax.set_ylabel("us per product")
+    ax.set_title(f"FP8 projections at decode rows, {r['device']}, {r['date']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def main() -> int:
     from loopcoder.kernels import fp8_linear as f
 
@@ -67,7 +89,11 @@ def main() -> int:
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--json-out", type=Path)
     p.add_argument("--plot-to", type=Path)
+    p.add_argument("--plot", type=Path, help="plot an earlier --json-out instead of measuring (needs --plot-to)")
     args = p.parse_args()
+    if args.plot:
+        plot(json.loads(args.plot.read_text()), args.plot_to or args.plot.with_suffix(".png"))
+        return 0
     if not torch.cuda.is_available():
         print("fp8_gemv.py measures a CUDA device; none is visible here", file=sys.stderr)
         return 2
@@ -135,24 +161,7 @@ def main() -> int:
     if args.json_out:
         args.json_out.write_text(json.dumps(r, indent=1))
     if args.plot_to:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        keys = list(r["rows"])
-        fig, ax = plt.subplots(figsize=(12, 4.5))
-        series = [("roofline_us", "FP8 roofline"), ("bf16_us", "bf16 cuBLAS"), ("scaled_mm_torch_quant_us", "_scaled_mm, torch quant"),
-                  ("scaled_mm_triton_quant_us", "_scaled_mm, Triton quant"), ("fp8_linear_us", "fp8_linear (GEMV for 1 row)")]
-        width = 0.8 / len(series)
-        for j, (key, label) in enumerate(series):
-            ax.bar([i + j * width for i in range(len(keys))], [r["rows"][k][key] for k in keys], width, label=label)
-        ax.set_xticks([i + 0.4 for i in range(len(keys))], keys, rotation=30)
-        ax.set_ylabel("us per product")
-        ax.set_title(f"FP8 projections at decode rows, {r['device']}, {r['date']}")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot_to, dpi=110)
+        plot(r, args.plot_to)
     return 0
 
 
