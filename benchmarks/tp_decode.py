@@ -74,6 +74,7 @@ def _rank(rank: int, world_size: int, port: int, args: argparse.Namespace, out: 
     from loopcoder.engine.config import ModelConfig
     from loopcoder.engine.engine import CacheLayout, Engine, EngineConfig
     from loopcoder.engine.parallel import TensorParallelRunner, follow, init_tensor_parallel, random_sharded_model
+    from loopcoder.engine.quantization import weight_bytes
     from loopcoder.engine.sampling import SamplingParams
 
     device = "cpu" if args.cpu else f"cuda:{rank}"
@@ -82,7 +83,7 @@ def _rank(rank: int, world_size: int, port: int, args: argparse.Namespace, out: 
     if args.layers:
         raw["num_hidden_layers"] = args.layers
     full = ModelConfig.from_dict(raw)
-    model = random_sharded_model(full, tp, torch.bfloat16, device)
+    model = random_sharded_model(full, tp, torch.bfloat16, device, quant=args.quant)
     local = model.config
     hidden = torch.ones(1, full.hidden_size, dtype=torch.bfloat16, device=device)
     eager_allreduce_s = _median_time(lambda: tp.all_reduce(hidden), device, 50, warmup=10)
@@ -92,7 +93,7 @@ def _rank(rank: int, world_size: int, port: int, args: argparse.Namespace, out: 
     if rank == 0:
         result["bandwidth"] = _bandwidth(device)
         layers = model.model.layers
-        layer_bytes = sum(p.numel() * p.element_size() for p in layers.parameters())
+        layer_bytes = weight_bytes(layers)  # parameters and quantized layers
         head_bytes = model.lm_head.weight.numel() * model.lm_head.weight.element_size()
         kv_token = local.kv_bytes_per_token(2)
         collectives = full.loop_num * full.num_hidden_layers * 2 + 2  # o_proj, down_proj; embedding, logits
@@ -100,7 +101,7 @@ def _rank(rank: int, world_size: int, port: int, args: argparse.Namespace, out: 
                       collectives=collectives,
                       roofline_ms=1000 * ((full.loop_num * layer_bytes + head_bytes + args.context * kv_token)
                                           / result["bandwidth"] + collectives * allreduce_s),
-                      weights_gib_per_gpu=sum(p.numel() * p.element_size() for p in model.parameters()) / GiB)
+                      weights_gib_per_gpu=weight_bytes(model) / GiB)
     ids_rng = torch.Generator().manual_seed(1)
 
     def ids(n: int) -> list[int]:
@@ -165,6 +166,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(SHAPES), default="40b-loop")
     p.add_argument("--layers", type=int)
+    p.add_argument("--quant", choices=("none", "fp8"), default="none", help="fp8: each rank's shard in e4m3 (Ada/Hopper)")
     p.add_argument("--world-sizes", default="2")
     p.add_argument("--context", type=int, default=2048)
     p.add_argument("--tokens", type=int, default=32)
@@ -187,7 +189,7 @@ def main() -> int:
         out.unlink()
     device = "CPU (gloo)" if args.cpu else torch.cuda.get_device_name()
     print(f"\n{device}, torch {torch.__version__}; {args.model}"
-          f"{f' ({args.layers} layers)' if args.layers else ''}, bf16, batch 1 at {args.context} tokens of context\n")
+          f"{f' ({args.layers} layers)' if args.layers else ''}, {'bf16' if args.quant == 'none' else args.quant + ' weights, bf16 activations'}, batch 1 at {args.context} tokens of context\n")
     print("| GPUs | weights/GPU GiB | all-reduce us (captured / eager) | roofline ms | graphs ms/token | share | eager ms/token | "
           "keystroke warm / full ms |")
     print("|---|---|---|---|---|---|---|---|")

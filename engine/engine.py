@@ -26,6 +26,7 @@ from .kv_cache import BlockPool, CacheConfig, KVCache
 from .cuda_graphs import cuda_graphs_blocker
 from .model_runner import ModelRunner
 from .models.llama import LlamaForCausalLM
+from .quantization import weight_bytes
 from .sampling import FinishReason, SamplingParams
 from .sampling.grammar import GrammarConstraint, GrammarVocab
 from .scheduler import CancelCheck, Priority, Scheduler, StopPredicate, TokenCallback, Work
@@ -162,6 +163,7 @@ class Engine(EngineAPI):
         self.pool = BlockPool(layout.cache.num_blocks)
         self.cache = SessionCache(self.pool, self.kv)
         self.runner = layout.runner(model, self.kv, config.device, runner_class)
+        self.weight_bytes = weight_bytes(model)  # this process's (its shard's, tensor-parallel), quantized or not
         self.sessions: dict[str, DocumentSession] = {}
         self._lock = threading.RLock()
         self.scheduler = Scheduler(self)
@@ -327,6 +329,7 @@ class Engine(EngineAPI):
                 "cuda_graphs_extend": None if self.runner.graphs is None else list(self.runner.graphs.captured_extend),
                 "graph_replays": 0 if self.runner.graphs is None else self.runner.graphs.replays,
                 "tensor_parallel": self.tensor_parallel,
+                "weight_bytes": self.weight_bytes,
             }
 
     @property

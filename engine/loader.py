@@ -123,22 +123,29 @@ def materialize(
     seed: int = 0,
     quant: str = "none",
 ) -> LlamaForCausalLM:
-    """Build the model on the meta device, allocate it on `device`, then fill it.
+    """Build the model on the meta device, allocate it on `device`, then fill it (`fill`)."""
+    with torch.device("meta"):
+        model = build_model(config).to(dtype)  # on meta: allocate once, in the final dtype
+    return fill(model, dtype, device, weights, seed, quant)
+
+
+def fill(model: LlamaForCausalLM, dtype: torch.dtype, device: str | torch.device,
+         weights: Iterable[tuple[str, torch.Tensor]] | None, seed: int = 0, quant: str = "none") -> LlamaForCausalLM:
+    """Allocate `model`, built on the meta device (whole, or a tensor-parallel shard), on
+    `device` and fill it from `weights`, checked to cover every parameter.
 
     `weights=None` fills it with random values in the right shapes (benchmarks). With
     `quant`, each linear layer is quantized as its weight arrives, so the full-precision
     model never exists: a 40B model in FP8 loads on an 80 GB card.
     """
     check_quant_device(quant, torch.device(device))
-    with torch.device("meta"):
-        model = build_model(config).to(dtype)  # on meta: allocate once, in the final dtype
     pending = quantized_linears(model, quant)
     expected = model.expected_weights()
     for _, _, linear in pending.values():
         linear.weight_shape = tuple(linear.weight.shape)
         linear.weight = None  # never allocated in full precision: quantized when its tensor comes
     model = model.to_empty(device=device)
-    if config.tie_word_embeddings:
+    if model.config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
     if weights is None:
         model.init_random(seed)
@@ -152,7 +159,7 @@ def materialize(
         model.check_loaded(loaded | taken, expected)
     for name, (parent, attr, linear) in pending.items():
         if getattr(parent, attr) is linear:  # tied to the embedding: quantize a copy of it
-            setattr(parent, attr, quantized(linear.weight.detach(), linear.bias, name, quant, dtype))
+            setattr(parent, attr, quantized(linear.weight.detach(), name, quant, dtype, linear))
     return model.eval()
 
 
@@ -170,7 +177,7 @@ def _quantize_pending(weights: Iterable[tuple[str, torch.Tensor]], model: LlamaF
         parent, attr, linear = target
         if tuple(tensor.shape) != linear.weight_shape:
             raise ModelLoadError(f"tensor {raw_name!r} has shape {tuple(tensor.shape)}, expected {linear.weight_shape}")
-        setattr(parent, attr, quantized(tensor.to(device=device, dtype=dtype), linear.bias, layer, quant, dtype))
+        setattr(parent, attr, quantized(tensor.to(device=device, dtype=dtype), layer, quant, dtype, linear))
         if taken is not None:
             taken.add(name)
 

@@ -22,15 +22,21 @@ QUANT_MODES = ("none", "int8", "int4", "fp8")
 
 
 class QuantLinear(nn.Module):
-    def __init__(self, weight: Int8Weight | Int4Weight | Fp8Weight, bias: torch.Tensor | None) -> None:
+    """A quantized linear layer; with `tp` a row-parallel one (engine/parallel): this rank's
+    input columns, its output summed over the ranks."""
+
+    def __init__(self, weight: Int8Weight | Int4Weight | Fp8Weight, bias: torch.Tensor | None, tp=None) -> None:
         super().__init__()
         self.weight_q = weight
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+        self.tp = tp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.weight_q, Fp8Weight):
-            return fp8_linear(x, self.weight_q, self.bias)
-        return quant_linear(x, self.weight_q, self.bias)
+            out = fp8_linear(x, self.weight_q, self.bias)
+        else:
+            out = quant_linear(x, self.weight_q, self.bias)
+        return out if self.tp is None else self.tp.all_reduce(out)
 
     def weight_bytes(self) -> int:
         w = self.weight_q
@@ -44,7 +50,7 @@ class QuantLinear(nn.Module):
 def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module:
     check_quant_device(mode, next(model.parameters()).device)
     for name, (parent, attr, linear) in quantized_linears(model, mode).items():
-        setattr(parent, attr, quantized(linear.weight.detach(), linear.bias, name, mode, dtype))
+        setattr(parent, attr, quantized(linear.weight.detach(), name, mode, dtype, linear))
     return model
 
 
@@ -56,24 +62,29 @@ def check_quant_device(mode: str, device: torch.device) -> None:
                                   f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")
 
 
-def quantized_linears(model: nn.Module, mode: str) -> dict[str, tuple[nn.Module, str, nn.Linear]]:
-    """The linear layers `mode` quantizes: full name -> (parent, attribute, layer)."""
+def quantized_linears(model: nn.Module, mode: str) -> dict[str, tuple[nn.Module, str, nn.Module]]:
+    """The linear layers `mode` quantizes: full name -> (parent, attribute, layer). Plain
+    and row-parallel linears (engine/parallel); the LM head too, but in FP8 mode."""
     found = {}
     for parent_name, parent in list(model.named_modules()):
         for attr, child in list(parent.named_children()):
             full = f"{parent_name}.{attr}" if parent_name else attr
+            linear = type(child) is nn.Linear or getattr(child, "row_parallel", False)
             # FP8 keeps the LM head in the model's dtype: 1-2% of a large model's bytes, all of the logits' accuracy.
-            if type(child) is nn.Linear and mode != "none" and not (mode == "fp8" and full == "lm_head"):
+            if linear and mode != "none" and not (mode == "fp8" and full == "lm_head"):
                 found[full] = (parent, attr, child)
     return found
 
 
-def quantized(w: torch.Tensor, bias: torch.Tensor | None, name: str, mode: str, dtype: torch.dtype) -> QuantLinear:
-    """The quantized layer of weight w (N, K) named `name`."""
+def quantized(w: torch.Tensor, name: str, mode: str, dtype: torch.dtype, layer: nn.Module) -> QuantLinear:
+    """The quantized replacement of `layer` (named `name`) with weight w (N, K): its bias,
+    and its all-reduce where it is row-parallel. Scales are per output row, so a rank's
+    shard quantizes the same whether cut before or after."""
+    bias, tp = getattr(layer, "bias", None), getattr(layer, "tp", None) if getattr(layer, "row_parallel", False) else None
     if mode == "fp8":
-        return QuantLinear(quantize_fp8(w), bias)
+        return QuantLinear(quantize_fp8(w), bias, tp)
     use_int4 = mode == "int4" and name != "lm_head" and w.shape[1] % INT4_GROUP == 0
-    return QuantLinear(quantize_int4(w, dtype) if use_int4 else quantize_int8(w, dtype), bias)
+    return QuantLinear(quantize_int4(w, dtype) if use_int4 else quantize_int8(w, dtype), bias, tp)
 
 
 def weight_bytes(model: nn.Module) -> int:

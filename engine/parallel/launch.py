@@ -45,6 +45,7 @@ from ..config import ModelConfig
 from ..engine import Engine, EngineConfig
 from ..errors import EngineUnavailableError, ModelLoadError
 from ..loader import open_source, resolve_precision
+from ..quantization import QUANT_MODES, check_quant_device
 from .group import TensorParallelGroup, init_tensor_parallel, multicast_off_env, release_process_group
 from .loading import load_shard
 from .runner import TensorParallelRunner
@@ -70,6 +71,7 @@ class RankPlan:
     backend: str  # "gloo" (CPU) or "nccl" (rank r on cuda:r)
     engine_config: EngineConfig  # rank 0's
     threads: int = 0  # torch CPU threads per rank; 0: torch's choice
+    quant: str = "none"  # every rank quantizes its shard's linears as they load
 
     def device(self, rank: int) -> str:
         return "cpu" if self.backend == "gloo" else f"cuda:{rank}"
@@ -82,13 +84,12 @@ def check_launch(config: ModelConfig, world_size: int, device: str, quant: str) 
     """Refuse a tensor-parallel launch that cannot work, before any process starts;
     returns the backend ("gloo" or "nccl")."""
     check_tensor_parallel(config, world_size)
-    if quant not in ("none", "auto"):
-        raise ModelLoadError(f"--tensor-parallel does not combine with --quant {quant}: quantized layers cannot be "
-                             f"sharded yet; use --quant none (with --tensor-parallel, auto means none)")
     try:
         kind = torch.device(device)
     except RuntimeError as e:
         raise ModelLoadError(f"bad --device {device!r}: {e}") from None
+    if quant not in ("auto", *QUANT_MODES):
+        raise ModelLoadError(f"--quant {quant!r} is not one of auto, {', '.join(QUANT_MODES)}")
     if kind.type == "cpu":
         return "gloo"
     if kind.type != "cuda":
@@ -101,6 +102,8 @@ def check_launch(config: ModelConfig, world_size: int, device: str, quant: str) 
         raise ModelLoadError(f"--tensor-parallel {world_size} needs {world_size} GPUs, one per rank, but {visible} "
                              f"{'is' if visible == 1 else 'are'} visible (CUDA_VISIBLE_DEVICES="
                              f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    if quant == "fp8":
+        check_quant_device(quant, kind)  # every rank's card alike: refuse before any starts
     return "nccl"
 
 
@@ -114,15 +117,16 @@ def launch_engine(model_path: str | Path | None, world_size: int, *, device: str
     holds about world_size times the tokens of one process with the same budget."""
     source = open_source(model_path)  # config and tokenizer; no weights read yet
     backend = check_launch(source.config, world_size, device, quant)
-    _, dtype = resolve_precision("none", dtype, torch.device(device), False)
+    quant = "none" if quant == "auto" else quant  # auto picks int4 for a CPU GGUF; with ranks: say which
+    quant, dtype = resolve_precision(quant, dtype, torch.device(device), False)
     engine_config = EngineConfig(device=device, dtype=dtype, block_size=block_size)
     if kv_budget_bytes is not None:
         engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
     path = None if model_path is None else str(Path(model_path).resolve())
-    plan = RankPlan(path, world_size, backend, engine_config, threads)
+    plan = RankPlan(path, world_size, backend, engine_config, threads, quant)
     ranks = FollowerRanks.start(plan)
     try:
-        model = load_shard(source, ranks.tp, dtype, plan.device(0), progress)
+        model = load_shard(source, ranks.tp, dtype, plan.device(0), progress, quant)
         ranks.wait_loaded()
         engine = Engine(model, source.tokenizer, plan.engine_config_for(0), runner_class=TensorParallelRunner)
     except BaseException:

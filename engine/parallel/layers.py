@@ -18,7 +18,10 @@ def vocab_range(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 class RowParallelLinear(nn.Module):
-    """y = sum over ranks of x_r @ W_r^T, where x_r and W_r are this rank's input columns."""
+    """y = sum over ranks of x_r @ W_r^T, where x_r and W_r are this rank's input columns.
+    Quantizing it (engine/quantization.py) gives a QuantLinear that keeps the all-reduce."""
+
+    row_parallel = True
 
     def __init__(self, weight: torch.Tensor, tp: TensorParallelGroup) -> None:
         super().__init__()

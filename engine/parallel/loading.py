@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..loader import ModelSource, open_source, progress_bar
+from ..loader import ModelSource, fill, open_source, progress_bar
 from ..models import build_model
 from ..models.llama import LlamaForCausalLM
 from .group import TensorParallelGroup
@@ -22,9 +22,11 @@ from .sharding import ShardSelector, check_tensor_parallel, shard_model
 
 
 def load_shard(source: ModelSource | str | Path | None, tp: TensorParallelGroup, dtype: torch.dtype,
-               device: str | torch.device, progress: bool = False) -> LlamaForCausalLM:
+               device: str | torch.device, progress: bool = False, quant: str = "none") -> LlamaForCausalLM:
     """Rank tp.rank's shard of the model at `source` (a path, None for the embedded default,
-    or an opened ModelSource), allocated on `device` in `dtype`."""
+    or an opened ModelSource), allocated on `device` in `dtype`; with `quant`, each of its
+    linears quantized as its slice arrives (the per-row scales of a row-parallel layer are
+    then its shard's)."""
     if not isinstance(source, ModelSource):
         source = open_source(source, with_tokenizer=False)
     config = source.config
@@ -33,9 +35,5 @@ def load_shard(source: ModelSource | str | Path | None, tp: TensorParallelGroup,
         model = build_model(config).to(dtype)
         select = ShardSelector(model, tp)  # the full shapes, before the cut
         model = shard_model(model, tp)
-    model = model.to_empty(device=device)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
     weights = progress_bar(source.weights(select), source.count, f"loading rank {tp.rank}'s shard", progress)
-    model.check_loaded(model.load_weights(weights))
-    return model.eval()
+    return fill(model, dtype, device, weights, quant=quant)

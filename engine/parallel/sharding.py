@@ -86,19 +86,17 @@ def shard_model(model: LlamaForCausalLM, tp: TensorParallelGroup) -> LlamaForCau
 
 
 def random_sharded_model(config: ModelConfig, tp: TensorParallelGroup, dtype: torch.dtype, device: str,
-                         seed: int = 0) -> LlamaForCausalLM:
+                         seed: int = 0, quant: str = "none") -> LlamaForCausalLM:
     """Rank tp.rank's shard of a model with random weights, allocated at its shard's size only
     (benchmarks: a 40B model over 4 GPUs never exists whole on one). Built and cut on the meta
-    device, then allocated and filled on `device`; each rank draws its own values."""
+    device, then allocated and filled on `device` (quantized as drawn with `quant`); each
+    rank draws its own values."""
+    from ..loader import fill
     from ..models import build_model
 
     with torch.device("meta"):
         model = shard_model(build_model(config).to(dtype), tp)
-    model = model.to_empty(device=device)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties shared params
-    model.init_random(seed + tp.rank)
-    return model.eval()
+    return fill(model, dtype, device, None, seed + tp.rank, quant)
 
 
 Index = tuple[slice, ...]

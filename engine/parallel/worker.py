@@ -81,7 +81,7 @@ def _load(plan, tp):
     if plan.threads:
         torch.set_num_threads(plan.threads)
     config = plan.engine_config_for(tp.rank)
-    model = load_shard(plan.model_path, tp, config.dtype, config.device)
+    model = load_shard(plan.model_path, tp, config.dtype, config.device, quant=plan.quant)
     layout = CacheLayout.plan(model.config, config)  # what rank 0's Engine plans: the same pages
     kv = layout.allocate(model.config, config.device)
     return model, kv, layout.runner(model, kv, config.device)

@@ -99,3 +99,27 @@ def test_engine_stats_report_the_world_size():
     engine.runner.stop()
     with pytest.raises(Exception, match="have stopped"):
         engine.generate([1, 2, 3], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4", "fp8"])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_quantized_shard_equals_quantizing_the_cut_model(tmp_path, quant, rank):
+    """Quantized while its slices load: the same layers, codes and scales as cutting the
+    whole model, then quantizing the shard (row-parallel layers keep their all-reduce)."""
+    from loopcoder.engine.quantization import QuantLinear, quantize_model
+
+    path = save_tiny(tmp_path / "model", "llama", hidden_size=64, intermediate_size=128)
+    tp = TensorParallelGroup(rank=rank, world_size=2)
+    source = open_source(path, with_tokenizer=False)
+    want = quantize_model(shard_model(materialize(source.config, torch.float32, "cpu", source.weights()), tp), quant,
+                          torch.float32)
+    got = load_shard(path, tp, torch.float32, "cpu", quant=quant)
+    want_layers = {n: m for n, m in want.named_modules() if isinstance(m, QuantLinear)}
+    got_layers = {n: m for n, m in got.named_modules() if isinstance(m, QuantLinear)}
+    # The vocab-parallel LM head stays in the model's dtype, whatever the mode.
+    assert got_layers.keys() == want_layers.keys() and len(got_layers) == 2 * 7
+    for name, layer in got_layers.items():
+        assert (layer.tp is not None) == name.endswith(("o_proj", "down_proj")), name
+        for field in ("q", "scale", "nibbles", "scale_zero"):
+            if hasattr(layer.weight_q, field):
+                assert torch.equal(getattr(layer.weight_q, field).float(), getattr(want_layers[name].weight_q, field).float()), name

@@ -20,6 +20,7 @@ from loopcoder.engine.errors import ModelLoadError
 from loopcoder.engine.kv_cache import CacheConfig, KVCache
 from loopcoder.engine.loader import materialize, random_model
 from loopcoder.engine.model_runner import ModelRunner, StepInput
+from loopcoder.engine.quantization import quantize_model
 from loopcoder.engine.parallel import (
     TensorParallelGroup,
     TensorParallelRunner,
@@ -115,6 +116,8 @@ def _run_rank(tp: TensorParallelGroup, spec, out: str, extra: dict) -> None:
     rank = tp.rank
     device = f"cuda:{rank}" if extra.get("device") == "cuda" else "cpu"
     model = shard_model(build_model(spec).to(device), tp)
+    if "quant" in extra:
+        quantize_model(model, extra["quant"], torch.float32)
     kv = KVCache(model.config, NUM_BLOCKS, BLOCK_SIZE, torch.float32, device)
     if rank > 0:
         follow(model, kv, device)
@@ -153,6 +156,24 @@ def test_two_ranks_equal_single_process(name, tmp_path):
     result = spawn_ranks(2, spec, tmp_path)
     assert result["local_kv_heads"] == 1  # 2 KV heads over 2 ranks
     assert_same_session(result["session"], reference_session(spec))
+
+
+@pytest.mark.parametrize("quant", ["int8", "fp8"])
+def test_two_quantized_ranks_stay_close_to_one_quantized_process(quant, tmp_path):
+    """Quantized shards: column-parallel rows quantize as in one process; a row-parallel
+    layer's per-row scales are its shard's, so the logits differ by quantization noise only."""
+    spec = ("tiny", "loop")
+    got = spawn_ranks(2, spec, tmp_path, quant=quant)["session"]
+    model = build_model(spec)
+    quantize_model(model, quant, torch.float32)
+    kv = KVCache(model.config, NUM_BLOCKS, BLOCK_SIZE, torch.float32, "cpu")
+    want = run_session(ModelRunner(model, "cpu"), kv, model.config.vocab_size)
+    full = reference_session(spec)
+    for g, w, f in zip(got, want, full):
+        noise = (w - f).abs().max()  # one process, quantized against float (large on this tiny model in fp8)
+        assert noise > 0  # the quantized layers are used
+        assert (g - w).abs().max() < 2 * noise  # two quantizations, each within the noise
+    assert not torch.equal(got[0], full[0])
 
 
 def test_two_ranks_golden_loop_model(golden_dir, tmp_path):

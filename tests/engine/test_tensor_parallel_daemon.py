@@ -84,6 +84,28 @@ def test_two_ranks_serve_like_one_process_and_stop_together(golden_dir, cases, t
         assert not socket_path.exists()
 
 
+def test_two_quantized_ranks_serve(golden_dir, cases, tmp_path):
+    """--quant with --tensor-parallel: each rank quantizes its shard as it loads."""
+    from loopcoder.engine.parallel import TensorParallelGroup
+    from loopcoder.engine.parallel.loading import load_shard
+    from loopcoder.engine.quantization import weight_bytes
+
+    float_shard = weight_bytes(load_shard(golden_dir, TensorParallelGroup(rank=0, world_size=2), torch.float32, "cpu"))
+    args = ("--tensor-parallel", "2", "--dtype", "float32", "--quant", "int8", "--kv-budget", "4MiB")
+    prompt = cases["greedy_prompt"].tolist()
+    with running_engine(tmp_path, "--model", str(golden_dir), *args) as (process, socket_path):
+        client = DaemonClient(socket_path, client_name="pytest")
+        stats = client.stats()
+        assert stats["tensor_parallel"] == 2 and stats["weight_bytes"] < 0.6 * float_shard
+        client.open("doc")
+        result = client.generate_for("doc", prompt, SamplingParams(max_new_tokens=12, ignore_eos=True))
+        assert len(result.token_ids) == 12
+        followers = stats["tensor_parallel_pids"]
+        client.shutdown()
+        assert process.wait(EXIT_TIMEOUT_S) == 0, log_of(tmp_path)
+        wait_gone(followers)
+
+
 @pytest.mark.parametrize("how", ["sigterm", "idle"])
 def test_sigterm_or_idle_exit_stops_every_rank(golden_dir, tmp_path, how):
     with running_engine(tmp_path, "--model", str(golden_dir), *ENGINE_ARGS, "--idle-timeout", "1") as (process, socket_path):
@@ -136,7 +158,6 @@ def test_a_rank_that_cannot_load_fails_the_start(golden_dir, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (("--tensor-parallel", "3"), "num_attention_heads=4 is not divisible by 3"),
     (("--tensor-parallel", "0"), "--tensor-parallel must be at least 1"),
-    (("--tensor-parallel", "2", "--quant", "int8"), "--tensor-parallel does not combine with --quant int8"),
     (("--tensor-parallel", "2", "--device", "cuda:1"), "pass --device cuda"),
 ])
 def test_a_split_that_cannot_work_is_refused_before_any_rank_starts(golden_dir, tmp_path, capsys, extra, message):
