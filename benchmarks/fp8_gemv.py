@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 # 40B-Loop / 7B projections as the engine runs them (q/k/v and gate/up joined).
-SHAPES = {"qkv": (7168, 5120), "o": (5120, 5120), "gate_up": (55296, 5120), "down": (5120, 27648)}
+SHAPES = {"qkv": (7168, 5120), "o": (5120, 5120), "gate_up": (55296, 5120), "down": (5120, 27648),
+          # one rank's shards over 2 GPUs (column-parallel rows, row-parallel inputs halved)
+          "qkv_tp2": (3584, 5120), "o_tp2": (5120, 2560), "gate_up_tp2": (27648, 5120), "down_tp2": (5120, 13824)}
 L2_BYTES = 64 << 20
 
 
@@ -84,7 +86,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default="1,2,8")
-    p.add_argument("--shapes", default=",".join(SHAPES))
+    p.add_argument("--shapes", default="qkv,o,gate_up,down", help=f"of {', '.join(SHAPES)}")
     p.add_argument("--calls", type=int, default=24)
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--json-out", type=Path)

@@ -190,10 +190,11 @@ def fp8_triton_blocker(x: torch.Tensor, weight: Fp8Weight) -> str | None:
 
 def gemv_launch(n: int, k: int, sms: int) -> GemvLaunch:
     """The tiling for an (n, k) weight on a GPU with `sms` multiprocessors: 8 warps on 8
-    columns x 1024 inputs per step, or 16 x 512 for wide weights (gate/up), the best of
-    `benchmarks/fp8_gemv.py`'s sweep on an H100 at the 40B/7B projections (within 5% of
-    each shape's best); K is cut only where there are fewer than 4 programs per multiprocessor."""
-    launch = GemvLaunch(block_n=16, block_k=512) if n >= 32768 else GemvLaunch()
+    columns x 1024 inputs per step, or 16 x 512 for wide weights (gate/up, whole or cut over
+    2 ranks), from `benchmarks/fp8_gemv.py`'s sweeps on an H100 and an H200 at the 40B/7B
+    projections and their 2-rank shards; K is cut only where there are fewer than 4
+    programs per multiprocessor."""
+    launch = GemvLaunch(block_n=16, block_k=512) if n >= 16384 else GemvLaunch()
     programs = -(-n // launch.block_n)
     split_k = 1
     while programs * split_k < 4 * sms and k // (split_k * 2) >= 4 * launch.block_k:
