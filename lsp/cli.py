@@ -36,7 +36,15 @@ def _add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--seed", type=int, default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. `only`: the subcommand being run. The options of the front-end
+    subcommands (complete, demo, eval, scaffold, review, hint) come from their modules,
+    which import pygls, pydantic, jinja2 and more: they are added for that subcommand only,
+    so that `loopcoder engine` starts without them (None: every subcommand's, for tests)."""
+
+    def full(name: str) -> bool:
+        return only is None or only == name
+
     parser = argparse.ArgumentParser(prog="loopcoder", description="A self-hosted code assistant engine.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug information to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--col", type=int, required=True, help="1-based column of the cursor")
     comp.add_argument("--single-line", action="store_true", help="stop at the end of the line")
     comp.add_argument("--show-prompt-tail", action="store_true", help="show the lines before the cursor too")
-    from loopcoder.lsp.features.engine_loading import add_backend_arguments
-
-    add_backend_arguments(comp)
+    if any(full(name) for name in ("complete", "scaffold", "review", "hint")):
+        from loopcoder.lsp.features.engine_loading import add_backend_arguments
+    if full("complete"):
+        add_backend_arguments(comp)
 
     lsp = sub.add_parser("lsp", help="run the language server (stdio unless --tcp); options are defaults "
                                      "that the client's initializationOptions override")
@@ -82,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start `loopcoder lsp` and drive it as an editor does: ghost text, "
                                        "a review with quick fixes, a hint")
     _add_model_args(demo)
-    from loopcoder.lsp.demo import add_arguments
+    if full("demo"):
+        from loopcoder.lsp.demo import add_arguments
 
-    add_arguments(demo)
+        add_arguments(demo)
 
     eng = sub.add_parser("engine", help="the engine daemon: run it in the foreground, or start|stop|status")
     eng.add_argument("action", nargs="?", choices=("start", "stop", "status"),
@@ -111,35 +121,46 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="HumanEval pass@1 (generation, single- and multi-line infilling) of the "
                                            "completions an editor gets, each run in a sandbox")
     _add_model_args(evaluate)
-    from loopcoder.lsp.eval import command as eval_command
+    if full("eval"):
+        from loopcoder.lsp.eval import command as eval_command
 
-    eval_command.add_arguments(evaluate)
+        eval_command.add_arguments(evaluate)
 
     scaffold = sub.add_parser("scaffold", help="a form app (SQLite, FastAPI, HTML form, tests) from one sentence "
                                                "or a form spec (docs/scaffold.md)")
     _add_model_args(scaffold)
-    add_backend_arguments(scaffold)
-    from loopcoder.lsp.features.scaffold import command as scaffold_command
+    if full("scaffold"):
+        from loopcoder.lsp.features.scaffold import command as scaffold_command
 
-    scaffold_command.add_arguments(scaffold)
+        add_backend_arguments(scaffold)
+        scaffold_command.add_arguments(scaffold)
 
-    from loopcoder.lsp.review_cli import add_hint_arguments, add_review_arguments
+    if full("review") or full("hint"):
+        from loopcoder.lsp.review_cli import add_hint_arguments, add_review_arguments
 
     review = sub.add_parser("review", help="review a change set (--git BASE..HEAD, --diff FILE, or files) for CI: "
                                            "SARIF, a GitHub pull-request review, or text (docs/ci.md)")
     _add_model_args(review)
-    add_backend_arguments(review)
-    add_review_arguments(review)
+    if full("review"):
+        add_backend_arguments(review)
+        add_review_arguments(review)
 
     hint = sub.add_parser("hint", help="one Socratic question about PROBLEM_FILE's SOLUTION_FILE: a nudge, never code")
     _add_model_args(hint)
-    add_backend_arguments(hint)
-    add_hint_arguments(hint)
+    if full("hint"):
+        add_backend_arguments(hint)
+        add_hint_arguments(hint)
     return parser
 
 
+def _subcommand(argv: list[str]) -> str:
+    """The subcommand argv names (its first word that is not an option), "" for none."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_subcommand(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from loopcoder.engine.errors import LoopcoderError
 

@@ -49,3 +49,33 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("loopcoder: error:") and message in err and err.count("\n") == 1
+
+
+def test_the_engine_daemon_parses_its_options_without_the_front_ends_dependencies():
+    """`loopcoder engine` (the GPU server) imports neither pygls nor pydantic nor jinja2:
+    the front-end subcommands' options are added only when they run. (Found on a GPU
+    machine whose environment lacked lsprotocol: the daemon could not start.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from loopcoder.lsp.cli import build_parser, _subcommand\n"
+            "argv = ['-v', 'engine', '--tensor-parallel', '2', '--device', 'cpu']\n"
+            "args = build_parser(_subcommand(argv)).parse_args(argv)\n"
+            "assert args.command == 'engine' and args.tensor_parallel == 2\n"
+            "print(sorted(m for m in ('pydantic', 'jinja2', 'lsprotocol', 'pygls', 'unidiff') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["info", "generate", "complete", "lsp", "demo", "engine", "status", "eval", "scaffold",
+                                     "review", "hint"])
+def test_every_subcommand_has_its_full_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: loopcoder {command}")
+    if command in ("scaffold", "review", "hint", "complete"):
+        assert "--backend" in out  # the front end's own options, added for it
