@@ -150,9 +150,9 @@ def fill(model: LlamaForCausalLM, dtype: torch.dtype, device: str | torch.device
     if weights is None:
         model.init_random(seed)
         gen = torch.Generator(device=device).manual_seed(seed + 1)
-        fill = ((f"{name}.weight", torch.empty(linear.weight_shape, dtype=dtype, device=device).normal_(0.0, 0.02, generator=gen))
-                for name, (_, _, linear) in pending.items() if linear.weight is None)
-        for _ in _quantize_pending(fill, model, pending, quant, dtype, device):
+        drawn = ((f"{name}.weight", torch.empty(linear.weight_shape, dtype=dtype, device=device).normal_(0.0, 0.02, generator=gen))
+                 for name, (_, _, linear) in pending.items() if linear.weight is None)
+        for _ in _quantize_pending(drawn, model, pending, quant, dtype, device):
             pass
     else:
         loaded = model.load_weights(_quantize_pending(weights, model, pending, quant, dtype, device, taken := set()))

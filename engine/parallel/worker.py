@@ -10,8 +10,8 @@ fails the daemon's start with that message). The process exits when its parent d
 from __future__ import annotations
 
 import argparse
-import logging
 import faulthandler
+import logging
 import os
 import pickle
 import signal
