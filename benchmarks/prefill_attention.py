@@ -189,11 +189,11 @@ def measure(case: Case, reps: int) -> dict:
     return row
 
 
-def sweep(case: Case, reps: int) -> list[dict]:
+def sweep(case: Case, reps: int, block_ms: tuple[int, ...] = (64, 128)) -> list[dict]:
     """Tile shapes of the plain and the Loop kernel on one case: the data behind default_launch."""
     case.build()
     rows = []
-    for block_m in (64, 128):
+    for block_m in block_ms:
         for block_n in (32, 64, 128):
             for num_warps in (4, 8):
                 for num_stages in (1, 2, 3):
@@ -284,11 +284,21 @@ def main() -> None:
     p.add_argument("--plot-to", type=Path, help="write the plot (PNG) here")
     p.add_argument("--json", type=Path, help="write every number here")
     p.add_argument("--sweep", action="store_true", help="only time tile shapes (40/8, prefill 8K and chunk on 32K)")
+    p.add_argument("--sweep-keystroke", action="store_true",
+                   help="only time tile shapes (64-256 query rows) of a keystroke's re-prefill: 257 rows on 8K and 32K")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/prefill_attention.py needs a CUDA GPU: torch.cuda.is_available() is False")
     device = torch.cuda.get_device_name()
     peak = args.peak_tflops or data_sheet_peak(device)
+    if args.sweep_keystroke:
+        sweep_rows = []
+        for prefix in (8192, 32768):
+            sweep_rows += sweep(Case("chunk", 40, 8, prefix + 257, 257), args.reps, block_ms=(64, 128, 256))
+        print_sweep(sweep_rows)
+        if args.json:
+            args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "sweep": sweep_rows}, indent=1))
+        return 0
     if args.sweep:
         sweep_rows = sweep(Case("prefill", 40, 8, 8192, 8192), args.reps)
         sweep_rows += sweep(Case("chunk", 40, 8, 32768 + CHUNK, CHUNK), args.reps)
