@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import EngineAPI, GenerationResult, Timings, Usage, as_id_list
-from .errors import EngineUnavailableError, InvalidRequestError
+from .errors import EngineBusyError, EngineUnavailableError, InvalidRequestError
 from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
 from .sampling import DedentStop, FinishReason, SamplingParams
 from .scheduler import Priority
@@ -86,6 +86,7 @@ class DaemonClient(EngineAPI):
         self._documents: dict[str, list[int]] = {}  # key -> its last prompt, re-sent after a reconnect
         self._lost_reason = "the engine stopped or restarted"
         self.reconnects = 0
+        self.started_engine: subprocess.Popen | None = None  # the engine process this client started, if any
         self.connect()
 
     # -- connection -------------------------------------------------------------------
@@ -104,6 +105,12 @@ class DaemonClient(EngineAPI):
                 self._drop(sock)
                 raise
             self.server_info = hello
+            started = self.started_engine
+            if started is not None and started.poll() is None and hello.get("pid") != started.pid:
+                # Another client's engine answered first (both found none and started one):
+                # the one this client started is still loading and would serve nobody.
+                log.info("engine %d answered; stopping the engine this client started (%d)", hello.get("pid"), started.pid)
+                started.terminate()
             model = hello.get("model") or {}
             self.model_config = RemoteModelConfig(
                 model.get("model_type", ""), int(model.get("vocab_size", 0)),
@@ -146,6 +153,7 @@ class DaemonClient(EngineAPI):
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                        start_new_session=True, close_fds=True)
+        self.started_engine = process
         deadline = time.monotonic() + auto.ready_timeout_s
         while time.monotonic() < deadline:
             try:
@@ -158,6 +166,9 @@ class DaemonClient(EngineAPI):
                     return self._try_connect()
                 except OSError:
                     pass
+                if code == EngineBusyError.exit_code:  # that engine is still loading: wait for it
+                    time.sleep(0.1)
+                    continue
                 raise EngineUnavailableError(f"the engine exited with status {code} while starting: "
                                              f"{_tail(log_path)} (log: {log_path})")
             time.sleep(0.1)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import Engine
-from .errors import InvalidRequestError, LoopcoderError
+from .errors import EngineBusyError, InvalidRequestError, LoopcoderError
 from .hardware import package_version
 from .protocol import (
     PROTOCOL_VERSION,
@@ -376,6 +376,24 @@ def _answers(path: Path) -> bool:
         except OSError:
             return False
         return True
+
+
+def claim_socket(socket_path: Path):
+    """Take the socket's lock (`SOCKET.lock`, flock) for the life of this process, before the
+    model loads; returns the open lock file, to be kept. Raises EngineBusyError when another
+    engine holds it: two clients that each autostart an engine at once then start one, not
+    two (the loser exits at once, the winner serves both)."""
+    import fcntl
+
+    directory = socket_path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = open(socket_path.with_name(socket_path.name + ".lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise EngineBusyError(f"another engine is starting or running on {socket_path}") from None
+    return lock
 
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",

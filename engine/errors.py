@@ -46,6 +46,12 @@ class InternalError(LoopcoderError):
     """A bug in loopcoder: the request fails with this rather than hanging."""
 
 
+class EngineBusyError(LoopcoderError):
+    """Another engine is starting or running on this socket (it holds the socket's lock)."""
+
+    exit_code = 3  # `loopcoder engine`'s exit status: autostarting clients wait for the other engine
+
+
 class EngineUnavailableError(LoopcoderError):
     """The engine daemon cannot be reached, or the connection broke while a request was in flight."""
 

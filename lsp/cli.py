@@ -402,6 +402,13 @@ def cmd_engine(args: argparse.Namespace) -> int:
         raise InvalidRequestError("--http-token-file needs --http HOST:PORT")
     if args.tensor_parallel < 1:
         raise InvalidRequestError(f"--tensor-parallel must be at least 1, not {args.tensor_parallel}")
+    from loopcoder.engine.errors import EngineBusyError
+
+    try:
+        lock = daemon.claim_socket(path)  # noqa: F841  held until this process exits
+    except EngineBusyError as e:
+        print(f"loopcoder: error: {e}", file=sys.stderr)
+        return EngineBusyError.exit_code
     ranks = None
     if args.tensor_parallel > 1:
         engine, ranks = _launch_tensor_parallel(args)

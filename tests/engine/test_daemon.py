@@ -325,3 +325,61 @@ def test_socket_directory_is_made_private_and_a_live_socket_is_not_taken_over(tm
             await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_two_clients_autostarting_at_once_start_one_engine(tmp_path):
+    """Both find no engine and both start one. One engine serves both; the other is gone
+    at once, without loading its model twice over: it finds the socket's lock taken and
+    exits 3, or, had it not got that far, the client that started it stops it once the
+    other answers. Before, it loaded its model, found the socket taken and exited 2, or,
+    when the first engine had stopped by then, took the socket and lived on, unused, until
+    its idle timeout (seen after `make demo`)."""
+    import threading
+
+    socket_path = tmp_path / "race" / "engine.sock"
+    auto = AutoStart(("--threads", "1"), idle_timeout_s=5)
+    clients, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def start():
+        barrier.wait()
+        try:
+            clients.append(DaemonClient(socket_path, client_name="racer", autostart=auto))
+        except Exception as exc:  # noqa: BLE001  reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(clients) == 2
+    pids = {c.stats()["pid"] for c in clients}
+    assert len(pids) == 1  # both talk to one engine
+    loser = next(c.started_engine for c in clients if c.started_engine.pid not in pids)
+    try:
+        code = loser.wait(2)
+    except subprocess.TimeoutExpired:
+        code = None
+    assert code in (3, -signal.SIGTERM), f"the unused engine is still running or failed: {code}"
+    log = (socket_path.with_suffix(".log")).read_text()
+    assert log.count("listening on") == 1, log
+    clients[0].shutdown()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (socket_path.exists() or process_alive(next(iter(pids)))):
+        time.sleep(0.1)
+    assert not socket_path.exists() and not process_alive(next(iter(pids)))
+    # Nothing else took the socket after the first engine stopped.
+    time.sleep(1.0)
+    assert not socket_path.exists()
+
+
+def test_a_second_engine_on_a_busy_socket_exits_3_at_once(golden_dir, tmp_path):
+    with running_engine(tmp_path, "--model", str(golden_dir), "--dtype", "float32") as (process, socket_path):
+        started = time.monotonic()
+        done = subprocess.run(engine_command(socket_path, "--model", str(golden_dir), "--dtype", "float32"),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3, done.stderr
+        assert f"another engine is starting or running on {socket_path}" in done.stderr
+        assert time.monotonic() - started < 30  # refused before loading a model
+        assert DaemonClient(socket_path, client_name="still there").stats()["pid"] == process.pid
