@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -203,7 +204,9 @@ async def run(args: argparse.Namespace) -> int:
     socket_path = Path(scratch.name) / "engine.sock"
     command = [sys.executable, "-m", "loopcoder.lsp.cli", "lsp", *args.server_args, "--socket", str(socket_path)]
     started = time.perf_counter()
-    await client.start_io(*command)
+    # Its engine exits 15 s after its last client left, should the demo end while the engine
+    # still loads (then no socket answers the stop below, and one started for an editor waits 600 s).
+    await client.start_io(*command, env={**os.environ, "LOOPCODER_ENGINE_IDLE_TIMEOUT": "15"})
     exited = False
     try:
         init = await asyncio.wait_for(client.initialize_async(types.InitializeParams(

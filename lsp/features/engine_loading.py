@@ -13,14 +13,14 @@ request, so the user sees why, on each try, instead of a silent dead server.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future
-
 from pathlib import Path
 
 from loopcoder.engine.engine import Engine, EngineAPI
-from loopcoder.engine.errors import LoopcoderError, ModelLoadError
+from loopcoder.engine.errors import InvalidRequestError, LoopcoderError, ModelLoadError
 
 from .settings import ServerSettings
 
@@ -28,6 +28,21 @@ log = logging.getLogger(__name__)
 
 
 DAEMON_IDLE_TIMEOUT_S = 600.0  # a daemon an editor started exits this long after its last client left
+IDLE_TIMEOUT_ENV = "LOOPCODER_ENGINE_IDLE_TIMEOUT"  # seconds, overrides DAEMON_IDLE_TIMEOUT_S (`loopcoder demo`: 15)
+
+
+def daemon_idle_timeout() -> float:
+    """The idle timeout of a daemon this server starts: $LOOPCODER_ENGINE_IDLE_TIMEOUT or 600 s."""
+    raw = os.environ.get(IDLE_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DAEMON_IDLE_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidRequestError(f"{IDLE_TIMEOUT_ENV}={raw!r}: expected a number of seconds above 0")
+    return value
 
 
 def load_engine(settings: ServerSettings) -> EngineAPI:
@@ -40,8 +55,6 @@ def load_engine(settings: ServerSettings) -> EngineAPI:
 
 def connect_remote(settings: ServerSettings) -> EngineAPI:
     """An OpenAI-compatible or TGI server; prompts are built with a local copy of its tokenizer."""
-    import os
-
     from loopcoder.engine.loader import load_tokenizer
     from loopcoder.engine.remote import OpenAIBackend, TGIBackend
 
@@ -69,7 +82,7 @@ def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp")
 
     path = Path(settings.socket).expanduser() if settings.socket else default_socket_path()
     client = DaemonClient(path, client_name=client_name,
-                          autostart=AutoStart(daemon_args(settings), idle_timeout_s=DAEMON_IDLE_TIMEOUT_S))
+                          autostart=AutoStart(daemon_args(settings), idle_timeout_s=daemon_idle_timeout()))
     served = client.server_info.get("model", {})
     wanted = str(Path(settings.model).expanduser().resolve()) if settings.model else ""
     if served.get("path", "") != wanted or served.get("device") != settings.device:

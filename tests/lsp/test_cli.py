@@ -79,3 +79,18 @@ def test_every_subcommand_has_its_full_help(command, capsys):
     assert out.startswith(f"usage: loopcoder {command}")
     if command in ("scaffold", "review", "hint", "complete"):
         assert "--backend" in out  # the front end's own options, added for it
+
+
+@pytest.mark.parametrize("raw,expected", [("", 600.0), ("15", 15.0), (" 2.5 ", 2.5), ("0", None), ("-3", None), ("soon", None)])
+def test_the_idle_timeout_of_an_editors_engine(monkeypatch, raw, expected):
+    """$LOOPCODER_ENGINE_IDLE_TIMEOUT: `loopcoder demo` gives its engine 15 s, so that one
+    still loading when the demo ends does not wait 600 s for a client."""
+    from loopcoder.engine.errors import InvalidRequestError
+    from loopcoder.lsp.features.engine_loading import daemon_idle_timeout
+
+    monkeypatch.setenv("LOOPCODER_ENGINE_IDLE_TIMEOUT", raw)
+    if expected is None:
+        with pytest.raises(InvalidRequestError, match="LOOPCODER_ENGINE_IDLE_TIMEOUT"):
+            daemon_idle_timeout()
+    else:
+        assert daemon_idle_timeout() == expected

@@ -1,7 +1,9 @@
 """`loopcoder demo` (what `make demo` runs) end to end: it drives a real server and prints each step."""
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,24 @@ def test_demo_outside_the_repository_says_where_the_examples_are(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "demo.py is not a file" in done.stderr, done.stderr
+    # The server may have started the demo's engine; still loading when the demo ended, it
+    # was not stopped through its socket, and lingered 600 s (seen in CI). It gets 15 s.
+    socket = re.search(r"starts the engine daemon on (\S+) on first use", done.stdout)
+    if socket:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and engines_on(socket.group(1)):
+            time.sleep(0.5)
+        assert not engines_on(socket.group(1)), "the demo's engine outlived the demo"
+
+
+def engines_on(socket_path: str) -> list[int]:
+    """Running processes whose command line names socket_path."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and socket_path in (proc / "cmdline").read_bytes().decode(errors="replace") \
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
