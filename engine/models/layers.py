@@ -94,9 +94,9 @@ def joined_linear(parts: list[nn.Module]) -> nn.Module | None:
     """One layer whose output is the concatenation of `parts`' outputs for the same input
     (their weights stacked by rows), or None where they cannot be joined: bf16/fp32 linears
     and FP8 layers join (FP8 scales are per output row), int8/int4 layers do not."""
+    if len({p.bias is None for p in parts}) != 1:
+        return None
     if all(type(p) is nn.Linear for p in parts):
-        if len({p.bias is None for p in parts}) != 1:
-            return None
         first = parts[0]
         joined = nn.Linear(first.in_features, sum(p.out_features for p in parts), bias=first.bias is not None,
                            device="meta", dtype=first.weight.dtype)
@@ -105,8 +105,6 @@ def joined_linear(parts: list[nn.Module]) -> nn.Module | None:
             joined.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
         return joined
     if all(isinstance(p, QuantLinear) and isinstance(p.weight_q, Fp8Weight) for p in parts):
-        if len({p.bias is None for p in parts}) != 1:
-            return None
         weight = Fp8Weight(torch.cat([p.weight_q.q for p in parts]), torch.cat([p.weight_q.scale for p in parts], dim=1))
         bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
         return QuantLinear(weight, bias)
@@ -134,15 +132,14 @@ class SwiGLU(nn.Module):
         joined = joined_linear([self.gate_proj, self.up_proj])
         if joined is None:
             return False
-        self.intermediate = self.gate_proj.weight.shape[0] if type(self.gate_proj) is nn.Linear else self.gate_proj.weight_q.shape[0]
         self.gate_up_proj = joined
         del self.gate_proj, self.up_proj
         return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate_up_proj is not None:
-            gate_up = self.gate_up_proj(x)
-            return self.down_proj(silu_mul(gate_up[..., : self.intermediate], gate_up[..., self.intermediate:]))
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # column views of one product
+            return self.down_proj(silu_mul(gate, up))
         return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
