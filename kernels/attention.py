@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from loopcoder.engine.attention_metadata import AttentionMetadata
 
+from .device import multiprocessors
 from .dispatch import triton_blocker, use_triton
 
 try:
@@ -266,18 +267,13 @@ def decode_blocker(q: torch.Tensor, *caches: torch.Tensor) -> str | None:
     return None
 
 
-@functools.cache
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def decode_splits(num_programs: int, span: int, device: torch.device, block_n: int) -> int:
     """Splits per (sequence, KV head): about four programs per multiprocessor in all, a power
     of two, and at least one block_n tile of keys per split (chosen from the sweep in
     benchmarks/attention_kernels.py: on an H200 this was the best count at batch 1, 8 and 32)."""
     if device.type != "cuda":
         return 1
-    wanted = max(1, 4 * _multiprocessors(device) // num_programs)
+    wanted = max(1, 4 * multiprocessors(device) // num_programs)
     wanted = 1 << (wanted.bit_length() - 1)  # the largest power of two <= wanted
     return max(1, min(wanted, span // block_n))
 

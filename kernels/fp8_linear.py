@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .attention import _multiprocessors
+from .device import multiprocessors
 from .dispatch import triton_blocker, use_triton
 
 try:
@@ -209,7 +209,7 @@ def fp8_gemv(x: torch.Tensor, weight: Fp8Weight, bias: torch.Tensor | None = Non
     if x.dim() != 2 or x.shape[0] != 1:
         raise ValueError(f"fp8_gemv takes one row, not x of shape {tuple(x.shape)}")
     n, k = weight.shape
-    launch = launch or gemv_launch(n, k, _multiprocessors(x.device) if x.device.type == "cuda" else 4)
+    launch = launch or gemv_launch(n, k, multiprocessors(x.device) if x.device.type == "cuda" else 4)
     x = x if x.stride(-1) == 1 else x.contiguous()
     atomic = launch.split_k > 1
     out = (torch.zeros if atomic else torch.empty)(1, n, dtype=torch.float32 if atomic else x.dtype, device=x.device)

@@ -49,6 +49,7 @@ import torch
 from loopcoder.engine.attention_metadata import AttentionMetadata
 
 from .attention import LOG2E, decode_blocker, dot_precision, output_for, triton
+from .device import multiprocessors
 from .loop_attention import check_loop_gate
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # (k_cache, v_cache), each (num_blocks, block_size, Hkv, D)
@@ -98,9 +99,7 @@ def prefill_splits(num_programs: int, span: int, rows: int, head_dim: int, devic
     SPLIT_BYTES. This is the short chunk on a long context: a keystroke's re-prefill."""
     if device.type != "cuda":
         return 1
-    from .attention import _multiprocessors
-
-    wanted = 4 * _multiprocessors(device) // max(num_programs, 1)
+    wanted = 4 * multiprocessors(device) // max(num_programs, 1)
     if wanted < 2:
         return 1
     cap = min(MAX_SPLITS, span // (4 * block_n), SPLIT_BYTES // max(rows * head_dim * 4, 1))

@@ -183,7 +183,7 @@ def test_unknown_mode_raises(monkeypatch):
                                                   (8, 64, 1), (8, 20, 1), (1024, 32768, 1), (16, 4099, 32)])
 def test_split_count(monkeypatch, programs, span, splits):
     """About four programs per SM (132 here), a power of two, at least one 64-key tile a split."""
-    monkeypatch.setattr(attention, "_multiprocessors", lambda device: 132)
+    monkeypatch.setattr(attention, "multiprocessors", lambda device: 132)
     assert attention.decode_splits(programs, span, torch.device("cuda"), 64) == splits
     assert attention.decode_splits(programs, span, torch.device("cpu"), 64) == 1
 
