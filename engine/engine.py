@@ -24,7 +24,7 @@ from .config import ModelConfig
 from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
 from .cuda_graphs import cuda_graphs_blocker
-from .model_runner import ModelRunner
+from .model_runner import ModelRunner, kernel_errors
 from .models.llama import LlamaForCausalLM
 from .quantization import weight_bytes
 from .sampling import FinishReason, SamplingParams
@@ -130,7 +130,8 @@ class CacheLayout:
     @classmethod
     def plan(cls, model_config: ModelConfig, config: EngineConfig) -> "CacheLayout":
         cache = CacheConfig.from_budget(model_config, config.kv_budget_bytes, config.block_size, config.dtype)
-        graphs = config.cuda_graphs and cuda_graphs_blocker(model_config, config.dtype, config.device) is None
+        with kernel_errors():  # reads LOOPCODER_KERNELS
+            graphs = config.cuda_graphs and cuda_graphs_blocker(model_config, config.dtype, config.device) is None
         return cls(cache, graphs, min(model_config.max_position_embeddings, cache.num_blocks * cache.block_size))
 
     @property

@@ -42,6 +42,11 @@ class ConstrainedDecodingError(LoopcoderError):
     """The grammar of a constrained request failed mid-generation: it rejected a token, or allows none."""
 
 
+class KernelSettingError(LoopcoderError):
+    """LOOPCODER_KERNELS forced a kernel that cannot run here, or holds an unknown value
+    (kernels/dispatch.py's KernelUnavailableError, as the engine reports it)."""
+
+
 class InternalError(LoopcoderError):
     """A bug in loopcoder: the request fails with this rather than hanging."""
 

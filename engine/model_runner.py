@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
+from loopcoder.kernels.dispatch import KernelUnavailableError
+
 from .attention_metadata import AttentionMetadata
 from .cuda_graphs import StepGraphs, GraphCaptureError
+from .errors import KernelSettingError
 from .kv_cache import KVCache
 from .models.layers import join_projections
 from .models.llama import LlamaForCausalLM
@@ -24,6 +29,16 @@ class StepInput:
 
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def kernel_errors() -> Iterator[None]:
+    """A kernel the user forced (LOOPCODER_KERNELS) that cannot run reaches them as a
+    LoopcoderError, with the kernels' message: every step of the model runs in here."""
+    try:
+        yield
+    except KernelUnavailableError as exc:
+        raise KernelSettingError(str(exc)) from exc
 
 
 class ModelRunner:
@@ -43,6 +58,10 @@ class ModelRunner:
     def step(self, batch: list[StepInput], kv: KVCache, all_logits: bool = False) -> torch.Tensor:
         """Write the batch's K/V and return float32 logits: each sequence's last row (B, V),
         or every row (T, V) when `all_logits`."""
+        with kernel_errors():
+            return self._forward(batch, kv, all_logits)
+
+    def _forward(self, batch: list[StepInput], kv: KVCache, all_logits: bool) -> torch.Tensor:
         graphs = self.graphs
         if graphs is not None and not all_logits and kv is graphs.kv and graphs.fits(batch):
             try:

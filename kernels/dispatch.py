@@ -7,6 +7,9 @@
     torch   always the reference
     triton  always the Triton kernel; where it cannot run, KernelUnavailableError says why
 
+KernelUnavailableError is a RuntimeError of kernels/ (which imports nothing else of
+loopcoder); the engine turns it into its own LoopcoderError where its steps run.
+
 Triton is an optional import: CPU installs do not have it. With `TRITON_INTERPRET=1`
 a forced Triton kernel also runs on CPU tensors (Triton's interpreter, for tests at
 small shapes); the automatic choice never takes the interpreter.
@@ -20,13 +23,11 @@ from typing import Callable
 
 import torch
 
-from loopcoder.engine.errors import LoopcoderError
-
 MODE_ENV = "LOOPCODER_KERNELS"
 MODES = ("torch", "triton")
 
 
-class KernelUnavailableError(LoopcoderError):
+class KernelUnavailableError(RuntimeError):
     """LOOPCODER_KERNELS forced a kernel that cannot run here, or holds an unknown value."""
 
 
