@@ -32,18 +32,17 @@ from typing import Callable
 
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels import attention
 from loopcoder.kernels.attention import (
-    LOG2E,
+    AttentionMetadata,
     DecodeLaunch,
-    check_decode_args,
+    decode,
+    loop_attention_ref,
+    loop_decode_attention_triton,
     paged_attention,
     paged_attention_ref,
     paged_decode_attention_triton,
-    split_plan,
 )
-from loopcoder.kernels.loop_attention import loop_attention_ref, loop_decode_attention_triton
+from loopcoder.kernels.attention.common import LOG2E, check_decode_args, split_plan
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, WINDOW, BLOCK_SIZE = 40, 8, 128, 64, 16
 DTYPE = torch.bfloat16
@@ -219,7 +218,7 @@ def host_overhead(case: Case) -> list[tuple[str, float]]:
         ("torch.empty_like(q)", host_us(lambda: torch.empty_like(q))),
         ("check_decode_args", host_us(lambda: check_decode_args(q, (k, v), m.block_tables, m.positions))),
         ("_paged_decode_kernel[grid](...) alone, 1 split",
-         host_us(lambda: attention._paged_decode_kernel[grid](*bare_args, **bare_consts))),
+         host_us(lambda: decode._paged_decode_kernel[grid](*bare_args, **bare_consts))),
         ("paged_decode_attention_triton, 1 split", host_us(lambda: case.paged(0, DecodeLaunch(num_splits=1)))),
         ("paged_decode_attention_triton, split-K (2 launches)", host_us(lambda: case.paged(0, DecodeLaunch()))),
         ("paged_attention (dispatcher)", host_us(lambda: paged_attention(q, k, v, m, case.scale))),

@@ -8,12 +8,12 @@ Shapes: one layer of 40B-Loop (40 query heads over 8 KV heads) and of a 32/8 mod
 
 Columns, milliseconds per call (median, eager, CUDA events):
 
-    Triton       kernels.prefill_attention.paged_prefill_attention_triton over the pages
+    Triton       kernels.attention.paged_prefill_attention_triton over the pages
     SDPA         torch.nn.functional.scaled_dot_product_attention on the contiguous
                  equivalent (FlashAttention backend where torch has it; K/V expanded to the
                  query heads outside the timing); causal from the bottom right for a chunk
     torch ref    kernels.attention.paged_attention_ref (OOM where its mask does not fit)
-    Loop         kernels.prefill_attention.loop_prefill_attention_triton: A causal + B window
+    Loop         kernels.attention.loop_prefill_attention_triton: A causal + B window
                  64 + gate, in one kernel; its FLOPs count both branches
 
 TFLOP/s counts the useful work only, 4 x D x Hq per visible (query, key) pair, for every
@@ -36,11 +36,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels.attention import paged_attention_ref
-from loopcoder.kernels.prefill_attention import (
+from loopcoder.kernels.attention import (
+    AttentionMetadata,
     PrefillLaunch,
     loop_prefill_attention_triton,
+    paged_attention_ref,
     paged_prefill_attention_triton,
 )
 

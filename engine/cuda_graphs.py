@@ -40,11 +40,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from loopcoder.kernels.attention import decode_blocker, decode_splits
+from loopcoder.kernels.attention import AttentionMetadata, decode_blocker, decode_splits
+from loopcoder.kernels.attention.prefill_plan import TILE_FIELDS, graph_prefill_splits, queries_per_tile
 from loopcoder.kernels.dispatch import kernel_mode, triton_import_error
-from loopcoder.kernels.prefill_attention import TILE_FIELDS, graph_prefill_splits, queries_per_tile
 
-from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from typing import Iterator
 
 import torch
 
+from loopcoder.kernels.attention import AttentionMetadata
 from loopcoder.kernels.dispatch import KernelUnavailableError
 
-from .attention_metadata import AttentionMetadata
 from .cuda_graphs import StepGraphs, GraphCaptureError
 from .errors import KernelSettingError
 from .kv_cache import KVCache

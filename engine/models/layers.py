@@ -11,13 +11,12 @@ import math
 import torch
 from torch import nn
 
-from loopcoder.kernels.attention import paged_attention
+from loopcoder.kernels.attention import AttentionMetadata, paged_attention
 from loopcoder.kernels.fp8_linear import Fp8Weight
 from loopcoder.kernels.rmsnorm import rms_norm
 from loopcoder.kernels.rope import rope_store
 from loopcoder.kernels.swiglu import silu_mul
 
-from ..attention_metadata import AttentionMetadata
 from ..config import ModelConfig, RopeScaling
 from ..quantization import QuantLinear
 

@@ -10,7 +10,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..attention_metadata import AttentionMetadata
+from loopcoder.kernels.attention import AttentionMetadata
+
 from ..config import ModelConfig
 from ..errors import ModelLoadError
 from .layers import DecoderLayer, RMSNorm

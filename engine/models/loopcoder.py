@@ -21,9 +21,8 @@ import re
 import torch
 from torch import nn
 
-from loopcoder.kernels.loop_attention import loop_attention, loop_gate
+from loopcoder.kernels.attention import AttentionMetadata, loop_attention, loop_gate
 
-from ..attention_metadata import AttentionMetadata
 from ..config import ModelConfig
 from .layers import DecoderLayer
 from .llama import KVCacheLike, LlamaForCausalLM

@@ -9,12 +9,12 @@ models, ragged batches and edited documents.
 import pytest
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
 from loopcoder.engine.cuda_graphs import StepGraphs, cuda_graphs_blocker
 from loopcoder.engine.engine import Engine, EngineConfig
 from loopcoder.engine.kv_cache import KVCache
 from loopcoder.engine.model_runner import StepInput
 from loopcoder.engine.sampling import SamplingParams
+from loopcoder.kernels.attention import AttentionMetadata
 
 from .helpers import tiny_engine
 from .test_scheduler import prompts, submit_all, work

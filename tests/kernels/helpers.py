@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels.attention import paged_attention_ref
-from loopcoder.kernels.loop_attention import loop_gate
+from loopcoder.kernels.attention import AttentionMetadata, loop_gate, paged_attention_ref
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

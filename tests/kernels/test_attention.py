@@ -8,9 +8,19 @@ import random
 import pytest
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels import attention, prefill_attention
-from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref, paged_decode_attention_triton
+from loopcoder.kernels import attention
+from loopcoder.kernels.attention import (
+    AttentionMetadata,
+    DecodeLaunch,
+    PrefillLaunch,
+    common,
+    loop_attention_ref,
+    loop_prefill_attention_triton,
+    paged_attention,
+    paged_attention_ref,
+    paged_decode_attention_triton,
+    paged_prefill_attention_triton,
+)
 from loopcoder.kernels.dispatch import KernelUnavailableError
 from loopcoder.kernels.kv_store import store_kv
 
@@ -183,9 +193,9 @@ def test_unknown_mode_raises(monkeypatch):
                                                   (8, 64, 1), (8, 20, 1), (1024, 32768, 1), (16, 4099, 32)])
 def test_split_count(monkeypatch, programs, span, splits):
     """About four programs per SM (132 here), a power of two, at least one 64-key tile a split."""
-    monkeypatch.setattr(attention, "multiprocessors", lambda device: 132)
-    assert attention.decode_splits(programs, span, torch.device("cuda"), 64) == splits
-    assert attention.decode_splits(programs, span, torch.device("cpu"), 64) == 1
+    monkeypatch.setattr(common, "multiprocessors", lambda device: 132)
+    assert common.decode_splits(programs, span, torch.device("cuda"), 64) == splits
+    assert common.decode_splits(programs, span, torch.device("cpu"), 64) == 1
 
 
 # --- CUDA -------------------------------------------------------------------------------
@@ -273,7 +283,7 @@ def prefill_reference(case, window):
 def test_cuda_prefill_matches_reference(dtype, n_rep, window, batch):
     case = extend_case(*PREFILL_BATCHES[batch], 2 * n_rep, 2, 128, dtype, device="cuda", seed=n_rep)
     out = torch.full_like(case.q, float("nan"))
-    prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window, out=out)
+    paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window, out=out)
     assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[dtype]
 
 
@@ -283,7 +293,7 @@ def test_cuda_prefill_matches_reference(dtype, n_rep, window, batch):
 def test_cuda_prefill_loop_shape(dtype, window):
     """The 40B-Loop layer's shape: 40 query heads over 8 KV heads, head_dim 128."""
     case = extend_case([2500, 1200, 7], [2500, 512, 1], 40, 8, 128, dtype, device="cuda")
-    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
+    out = paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
     assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[dtype]
 
 
@@ -293,7 +303,7 @@ def test_cuda_prefill_loop_shape(dtype, window):
 def test_cuda_prefill_block_sizes(block_size, window):
     case = extend_case([6, 65, 700, 1500], [6, 64, 1, 700], 40, 8, 128, torch.bfloat16, block_size=block_size,
                        device="cuda")
-    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
+    out = paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window)
     assert rel_error(out, prefill_reference(case, window)) < REL_ERROR[torch.bfloat16]
 
 
@@ -302,7 +312,7 @@ def test_cuda_prefill_block_sizes(block_size, window):
 @pytest.mark.parametrize("head_dim", [16, 32, 64, 256])
 def test_cuda_prefill_head_dims(dtype, head_dim):
     case = extend_case(*PREFILL_BATCHES["mixed"], 10, 2, head_dim, dtype, device="cuda")
-    out = prefill_attention.paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, 33)
+    out = paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, 33)
     assert rel_error(out, prefill_reference(case, 33)) < REL_ERROR[dtype]
 
 
@@ -314,8 +324,8 @@ def test_cuda_prefill_dispatch(monkeypatch, mode):
     else:
         monkeypatch.setenv("LOOPCODER_KERNELS", mode)
     calls = []
-    original = prefill_attention.paged_prefill_attention_triton
-    monkeypatch.setattr(prefill_attention, "paged_prefill_attention_triton",
+    original = attention.paged_prefill_attention_triton
+    monkeypatch.setattr(attention, "paged_prefill_attention_triton",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     case = extend_case([7, 300], [7, 100], 8, 2, 64, torch.bfloat16, device="cuda")
     out = paged_attention(case.q, *case.caches, case.meta, case.scale)
@@ -330,8 +340,6 @@ def test_cuda_prefill_dispatch(monkeypatch, mode):
 def test_prefill_split_keys_on_cuda(dtype, splits, window):
     """A keystroke's re-prefill: a 257-row chunk on a long cached prefix (40/8 heads, D 128), and a
     fresh prefill beside it; split-K over the keys gives the reference's answer."""
-    from loopcoder.kernels.prefill_attention import PrefillLaunch, paged_prefill_attention_triton
-
     case = extend_case([8449, 700], [257, 700], 40, 8, 128, dtype, device="cuda", seed=3)
     out = paged_prefill_attention_triton(case.q, *case.caches, case.meta, case.scale, window,
                                          launch=PrefillLaunch(num_splits=splits))
@@ -342,9 +350,6 @@ def test_prefill_split_keys_on_cuda(dtype, splits, window):
 @cuda
 @pytest.mark.parametrize("splits", [None, 4])
 def test_loop_prefill_split_keys_on_cuda(splits):
-    from loopcoder.kernels.loop_attention import loop_attention_ref
-    from loopcoder.kernels.prefill_attention import PrefillLaunch, loop_prefill_attention_triton
-
     case = extend_case([8449, 700], [257, 700], 40, 8, 128, torch.bfloat16, num_caches=4, device="cuda", seed=4)
     out = loop_prefill_attention_triton(case.q, tuple(case.caches[:2]), tuple(case.caches[2:]), case.meta,
                                         case.scale, 64, case.gate_weight, case.gate_bias,

@@ -78,7 +78,7 @@ def test_a_model_quantized_to_fp8_stays_close_to_bf16():
 
 
 def _meta(engine, ids):
-    from loopcoder.engine.attention_metadata import AttentionMetadata
+    from loopcoder.kernels.attention import AttentionMetadata
     from loopcoder.engine.kv_cache import KVCache
 
     kv = KVCache(engine.model_config, 1, len(ids), torch.bfloat16, "cpu")

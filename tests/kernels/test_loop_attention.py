@@ -5,13 +5,19 @@ triton_interpreter_cases.py)."""
 import pytest
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-from loopcoder.kernels import loop_attention as op
-from loopcoder.kernels import prefill_attention
-from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref
+from loopcoder.kernels import attention as op
+from loopcoder.kernels.attention import (
+    AttentionMetadata,
+    DecodeLaunch,
+    loop_attention,
+    loop_attention_ref,
+    loop_decode_attention_triton,
+    loop_gate,
+    loop_prefill_attention_triton,
+    paged_attention,
+    paged_attention_ref,
+)
 from loopcoder.kernels.dispatch import KernelUnavailableError
-from loopcoder.kernels.loop_attention import loop_attention, loop_attention_ref, loop_decode_attention_triton, loop_gate
-from loopcoder.kernels.prefill_attention import loop_prefill_attention_triton
 
 from .helpers import REL_ERROR, cuda, decode_case, extend_case, loop_expected, rel_error
 
@@ -178,8 +184,8 @@ def test_cuda_prefill_dispatch(monkeypatch, mode):
     else:
         monkeypatch.setenv("LOOPCODER_KERNELS", mode)
     calls = []
-    original = prefill_attention.loop_prefill_attention_triton
-    monkeypatch.setattr(prefill_attention, "loop_prefill_attention_triton",
+    original = op.loop_prefill_attention_triton
+    monkeypatch.setattr(op, "loop_prefill_attention_triton",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     case = extend_case([7, 300], [7, 100], 10, 2, 64, torch.bfloat16, num_caches=4, device="cuda")
     out = run_dispatch(case, 20)

@@ -10,13 +10,16 @@ import os
 import pytest
 import torch
 
-import loopcoder.engine  # noqa: F401  first: kernels/ and engine/ import each other, the engine must lead
-from loopcoder.kernels import attention, prefill_attention
-from loopcoder.kernels.attention import DecodeLaunch, paged_attention, paged_attention_ref, paged_decode_attention_triton
-from loopcoder.kernels.loop_attention import loop_attention, loop_decode_attention_triton
-from loopcoder.kernels.prefill_attention import (
+from loopcoder.kernels import attention
+from loopcoder.kernels.attention import (
+    DecodeLaunch,
     PrefillLaunch,
+    loop_attention,
+    loop_decode_attention_triton,
     loop_prefill_attention_triton,
+    paged_attention,
+    paged_attention_ref,
+    paged_decode_attention_triton,
     paged_prefill_attention_triton,
 )
 
@@ -163,8 +166,8 @@ def test_forced_triton_dispatches_prefill(monkeypatch):
     monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
     calls = []
     for name in ("paged_prefill_attention_triton", "loop_prefill_attention_triton"):
-        original = getattr(prefill_attention, name)
-        monkeypatch.setattr(prefill_attention, name,
+        original = getattr(attention, name)
+        monkeypatch.setattr(attention, name,
                             lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
     case = extend_case([9, 20], [4, 20], 4, 2, 16, torch.float32, block_size=4, num_caches=4)
     out = paged_attention(case.q, *case.caches[:2], case.meta, case.scale, 5)

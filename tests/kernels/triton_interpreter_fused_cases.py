@@ -6,8 +6,6 @@ import os
 import pytest
 import torch
 
-import loopcoder.engine  # noqa: F401  the engine first: kernels/ and engine/ import each other
-
 from .fused_ops_cases import rms_norm_case, rope_store_case, silu_mul_case
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1")

@@ -34,7 +34,7 @@ class AttentionMetadata:
     # Set on the steps of a captured CUDA graph (engine/cuda_graphs.py): the decode kernels'
     # split count is fixed, and the host lists describe the graph's bounds, not this step.
     decode_splits: int | None = None
-    # Set on a captured prefill step: its tile map (kernels/prefill_attention.py), filled on the device.
+    # Set on a captured prefill step: its tile map (kernels/attention/prefill_plan.py), filled on the device.
     prefill_tiles: torch.Tensor | None = None
     prefill_splits: int | None = None  # and its key splits per tile (split-K)
 

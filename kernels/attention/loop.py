@@ -15,34 +15,28 @@ computes A and B for the KV head's n_rep query heads, the gate and the mix, in f
 and writes the output once; a branch-B program reads only the window's pages. With
 split-K, programs 0 .. S-1 of a (sequence, KV head) write partials of A, program S
 computes B, and a merge kernel per (sequence, head) combines A's partials, adds the
-gate and mixes. Prefill and prefill chunks take `kernels.prefill_attention`'s fused kernel
-(both branches, the gate and the mix per query tile).
+gate and mixes. Prefill and prefill chunks take `prefill`'s fused kernel (both branches,
+the gate and the mix per query tile).
 """
 
 from __future__ import annotations
 
 import torch
 
-from loopcoder.engine.attention_metadata import AttentionMetadata
-
-from .attention import (
+from .common import (
     LOG2E,
     DecodeLaunch,
-    check_attention_shapes,
+    LayerCache,
     check_decode_args,
-    decode_blocker,
-    decode_launch,
-    output_for,
+    check_loop_gate,
     dot_precision,
-    is_decode,
-    paged_attention_ref,
+    output_for,
     rep_tile,
     split_plan,
     triton,
 )
-from .dispatch import use_triton
-
-LayerCache = tuple[torch.Tensor, torch.Tensor]  # (k_cache, v_cache), each (num_blocks, block_size, Hkv, D)
+from .metadata import AttentionMetadata
+from .reference import paged_attention_ref
 
 
 def loop_gate(q: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -74,14 +68,7 @@ def loop_attention_ref(
 if triton is not None:
     import triton.language as tl
 
-    from .attention import _attend_range, _merge_splits, _split_chunk, _store_partial
-
-    @triton.jit
-    def _gate(q, gate_w, gate_b, heads, rows_ok, offs_d, D: tl.constexpr):
-        """sigmoid(q . w[head] + b[head]) in float32 for the (REP, D) tile q of the given heads."""
-        w = tl.load(gate_w + heads[:, None] * D + offs_d[None, :], mask=rows_ok[:, None], other=0.0)
-        bias = tl.load(gate_b + heads, mask=rows_ok, other=0.0)
-        return tl.sigmoid(tl.sum(q.to(tl.float32) * w.to(tl.float32), 1) + bias.to(tl.float32))
+    from .common import attend_range, loop_gate_rows, merge_splits, split_chunk, store_partial
 
     @triton.jit
     def _loop_decode_kernel(
@@ -105,30 +92,30 @@ if triton is not None:
             num_splits = tl.num_programs(2) - 1  # the last program of the axis computes B
             num_heads = tl.num_programs(1) * n_rep
             if split == num_splits:
-                acc, m, l = _attend_range(
+                acc, m, l = attend_range(
                     qv, k2, v2, table, head_offset, window_lo, seq_len,
                     stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, REP, D, PRECISION,
                 )
                 slot = seq * num_heads + heads
                 tl.store(b_out + slot[:, None] * D + offs_d[None, :], acc / l[:, None], mask=rows_ok[:, None])
             else:
-                chunk = _split_chunk(seq_len, num_splits, BLOCK_N)
+                chunk = split_chunk(seq_len, num_splits, BLOCK_N)
                 lo = split * chunk
-                acc, m, l = _attend_range(
+                acc, m, l = attend_range(
                     qv, k1, v1, table, head_offset, lo, tl.minimum(seq_len, lo + chunk),
                     stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, REP, D, PRECISION,
                 )
-                _store_partial(part_acc, part_ml, acc, m, l, heads, rows_ok, seq, split, num_heads, num_splits, D)
+                store_partial(part_acc, part_ml, acc, m, l, heads, rows_ok, seq, split, num_heads, num_splits, D)
         else:
-            acc_a, m_a, l_a = _attend_range(
+            acc_a, m_a, l_a = attend_range(
                 qv, k1, v1, table, head_offset, seq_len * 0, seq_len,
                 stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, REP, D, PRECISION,
             )
-            acc_b, m_b, l_b = _attend_range(
+            acc_b, m_b, l_b = attend_range(
                 qv, k2, v2, table, head_offset, window_lo, seq_len,
                 stride_block, stride_token, qk_scale, BLOCK_SIZE, BLOCK_N, REP, D, PRECISION,
             )
-            g = _gate(qv, gate_w, gate_b, heads, rows_ok, offs_d, D)[:, None]  # (REP, 1)
+            g = loop_gate_rows(qv, gate_w, gate_b, heads, rows_ok, offs_d, D)[:, None]  # (REP, 1)
             o = g * (acc_a / l_a[:, None]) + (1 - g) * (acc_b / l_b[:, None])
             o_ptrs = out + seq * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
             tl.store(o_ptrs, o.to(out.dtype.element_ty), mask=rows_ok[:, None])
@@ -142,23 +129,13 @@ if triton is not None:
         seq, head = tl.program_id(0), tl.program_id(1)
         row = seq * tl.num_programs(1) + head
         offs_d = tl.arange(0, D)
-        a = _merge_splits(part_acc, part_ml, row, num_splits, SPLITS, D)
+        a = merge_splits(part_acc, part_ml, row, num_splits, SPLITS, D)
         b = tl.load(b_out + row * D + offs_d)
         qv = tl.load(q + seq * stride_qt + head * stride_qh + offs_d).to(tl.float32)
         w = tl.load(gate_w + head * D + offs_d).to(tl.float32)
         g = tl.sigmoid(tl.sum(qv * w, 0) + tl.load(gate_b + head).to(tl.float32))
         o = g * a + (1 - g) * b
         tl.store(out + seq * stride_ot + head * stride_oh + offs_d, o.to(out.dtype.element_ty))
-
-
-def check_loop_gate(q: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor) -> None:
-    """Raise ValueError unless the Triton kernels can read the gate of q's heads: weight (Hq, D),
-    bias (Hq,), contiguous, on q's device."""
-    num_heads, head_dim = q.shape[1:]
-    if tuple(gate_weight.shape) != (num_heads, head_dim) or tuple(gate_bias.shape) != (num_heads,):
-        raise ValueError(f"loop gate: weight {tuple(gate_weight.shape)}, bias {tuple(gate_bias.shape)} for q {tuple(q.shape)}")
-    if not (gate_weight.is_contiguous() and gate_bias.is_contiguous()) or gate_weight.device != q.device:
-        raise ValueError("loop gate: weight and bias must be contiguous and on q's device")
 
 
 def loop_decode_attention_triton(
@@ -211,38 +188,3 @@ def loop_decode_attention_triton(
             SPLITS=triton.next_power_of_2(splits), D=head_dim,
         )
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Dispatch
-
-
-def loop_attention(
-    q: torch.Tensor,
-    global_cache: LayerCache,
-    local_cache: LayerCache,
-    meta: AttentionMetadata,
-    scale: float,
-    window: int,
-    gate_weight: torch.Tensor,
-    gate_bias: torch.Tensor,
-) -> torch.Tensor:
-    """q: (T, Hq, D) rotated -> g * A + (1 - g) * B, (T, Hq, D).
-
-    Where `kernels.dispatch` allows, decode batches take the fused Triton decode kernel,
-    prefill and prefill chunks the fused Triton prefill kernel (`kernels.prefill_attention`).
-    """
-    check_attention_shapes(q, *global_cache, None)
-    check_attention_shapes(q, *local_cache, window)
-    if not use_triton("loop_attention", lambda: decode_blocker(q, *global_cache, *local_cache)):
-        return loop_attention_ref(q, global_cache, local_cache, meta, scale, window, gate_weight, gate_bias)
-    if is_decode(q, meta):
-        return loop_decode_attention_triton(
-            q, global_cache, local_cache, meta.block_tables, meta.positions, max(meta.context_lens),
-            scale, window, gate_weight, gate_bias, launch=decode_launch(meta.decode_splits),
-        )
-    from . import prefill_attention  # imports this module
-
-    return prefill_attention.loop_prefill_attention_triton(
-        q, global_cache, local_cache, meta, scale, window, gate_weight, gate_bias
-    )
