@@ -5,7 +5,6 @@ tensor-parallel shards; int8/int4 layers stay separate. CUDA runners join on the
 import pytest
 import torch
 
-import loopcoder.engine  # noqa: F401
 from loopcoder.engine.models.layers import join_projections
 from loopcoder.engine.quantization import quantize_model
 

@@ -6,7 +6,6 @@ to fp8 end to end. The kernels under Triton's interpreter: triton_interpreter_fu
 import pytest
 import torch
 
-import loopcoder.engine  # noqa: F401
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.quantization import QuantLinear, quantize_model, weight_bytes
 from loopcoder.kernels.fp8_linear import (

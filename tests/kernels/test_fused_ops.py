@@ -5,7 +5,6 @@ triton_interpreter_fused_cases.py)."""
 import pytest
 import torch
 
-import loopcoder.engine  # noqa: F401
 from loopcoder.kernels import rmsnorm, rope, swiglu
 from loopcoder.kernels.kv_store import store_kv_ref
 
