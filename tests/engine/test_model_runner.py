@@ -15,8 +15,9 @@ def test_forced_triton_that_cannot_run_is_a_loopcoder_error(monkeypatch, model_t
     engine = tiny_engine(model_type)
     monkeypatch.setenv("LOOPCODER_KERNELS", "triton")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # CPU tensors: no Triton kernel can run
+    message = r"^LOOPCODER_KERNELS=triton, but the Triton kernel of \w+ cannot run: "
     for run in (lambda: engine.generate([1, 2, 3], max_new_tokens=2), lambda: engine.logits([1, 2, 3])):
-        with pytest.raises(LoopcoderError, match=r"^LOOPCODER_KERNELS=triton, but the Triton kernel of \w+ cannot run: ") as raised:
+        with pytest.raises(LoopcoderError, match=message) as raised:
             run()
         assert type(raised.value) is KernelSettingError
         assert isinstance(raised.value.__cause__, KernelUnavailableError)

@@ -68,8 +68,8 @@ def test_kernels_import_nothing_else_of_ours(path):
 
 @pytest.mark.parametrize("name", [module_name(p) for p in SOURCES])
 def test_each_kernels_module_imports_first_without_the_engine(name):
-    code = (f"import sys; import {name}\n"
-            "print([m for m in sys.modules if m.startswith(('loopcoder.engine', 'loopcoder.lsp', 'loopcoder.jupyter_ext'))])")
+    others = ("loopcoder.engine", "loopcoder.lsp", "loopcoder.jupyter_ext")
+    code = f"import sys; import {name}\nprint([m for m in sys.modules if m.startswith({others!r})])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", f"importing {name} loaded {proc.stdout.strip()}"
