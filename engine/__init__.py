@@ -9,11 +9,28 @@ The stable Python hook (outside checks rely on it)::
     m.tokenizer.encode(text) / m.tokenizer.decode(ids)
 """
 
+import importlib
+
 from .config import ModelConfig
-from .engine import Engine, EngineConfig, GenerationResult
 from .errors import LoopcoderError
-from .loader import default_model_path, load_model, random_model
-from .sampling import SamplingParams
+
+# The rest loads on first use (PEP 562): kernels/ imports engine's light modules (errors,
+# attention_metadata), and importing the engine itself here would import kernels/ back.
+_LAZY = {
+    "Engine": ".engine", "EngineConfig": ".engine", "GenerationResult": ".engine",
+    "default_model_path": ".loader", "load_model": ".loader", "random_model": ".loader",
+    "SamplingParams": ".sampling",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Engine",
