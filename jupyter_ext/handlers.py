@@ -32,7 +32,7 @@ from loopcoder.engine.errors import (
     OutputPolicyError,
     TokenizerError,
 )
-from loopcoder.lsp.features import actions, hints, scaffold, tracebacks
+from loopcoder.lsp.features import hints, review, scaffold, tracebacks
 from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.completion import complete
 from loopcoder.lsp.features.inline_completion import completion_options
@@ -178,12 +178,16 @@ class ReviewHandler(LoopcoderHandler):
         source, options = request.cell.source, self.options()
         if not source.strip():
             raise InvalidRequestError(f"cell {request.index} is empty: there is nothing to review")
-        review = await self.ext.in_worker(lambda: actions.review(
-            self.ext.get_engine(), request.path, source, None, LANGUAGE, options))
+        origin = review.DocumentOrigin(Path(self.serverapp.root_dir) / request.path, notebook_cell=True)
+        reviewed = await self.ext.in_worker(lambda: review.review(
+            self.ext.get_engine(), request.path, source, None, LANGUAGE, options, origin=origin))
+        for note in reviewed.notes:  # an analyzer missing or failing: the review went on without it
+            log.warning("loopcoder review of %s: %s", request.path, note)
         starts = _line_starts(source)
         findings = [{**f.as_json(), "from": starts[f.line] + f.start, "to": starts[f.line] + f.end}
-                    for f in review.findings]
-        self.finish(json.dumps({"findings": findings, "complete": review.complete}))
+                    for f in reviewed.findings]
+        self.finish(json.dumps({"findings": findings, "complete": reviewed.complete, "notes": reviewed.notes,
+                                "analyzers": reviewed.analyzers}))
 
 
 class HintHandler(LoopcoderHandler):

@@ -267,6 +267,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("parameters", f"{cfg.num_parameters():,}"),
         ("dtype", str(engine.config.dtype).removeprefix("torch.")),
         ("quantization", ", ".join(sorted(_quant_kinds(engine.model))) or "none"),
+        ("precision chosen", engine.config.precision or "as asked"),
         ("weight bytes", _human(weight_bytes(engine.model))),
         ("KV bytes per token", f"{cfg.kv_bytes_per_token(dtype_bytes):,}"),
         ("KV cache", f"{_human(engine.kv.nbytes)} = {engine.pool.num_blocks} blocks x {engine.cache_config.block_size} tokens"),

@@ -3,7 +3,8 @@ stdio as an editor does, printing what a user would see:
 
 1. ghost text (textDocument/inlineCompletion) at a cursor in a real file;
 2. a review of a Flask handler that builds SQL by string concatenation: the diagnostics
-   the server publishes, and the quick fixes it offers for them;
+   the server publishes (the model's findings, grounded in ruff and bandit), and the quick
+   fixes it offers for them;
 3. a Socratic hint (loopcoder.hint) about a slow range-sum function.
 """
 
@@ -162,6 +163,8 @@ async def review(client: DemoClient, path: Path) -> None:
         command=command.command, arguments=command.arguments)), "review")
     await asyncio.wait_for(client.diagnostics_arrived.wait(), 10)
     diagnostics = client.diagnostics.get(uri, [])
+    if result.get("analyzers"):  # a missing one is the server's warning, shown above
+        print("  grounded in " + ", ".join(result["analyzers"]))
     if not result.get("complete", True):
         print("  (the answer ran out of tokens: these are the findings it completed)")
     if not diagnostics:

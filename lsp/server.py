@@ -27,15 +27,17 @@ from pygls.uris import to_fs_path
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 from loopcoder.engine.hardware import package_version
-from loopcoder.lsp.features import actions, hints
-from loopcoder.lsp.features.actions import ActionOptions, Finding, Span
-from loopcoder.lsp.features.documents import Change, Document, DocumentStore, Position, Range, units_of
+from loopcoder.lsp.features import actions, hints, review
+from loopcoder.lsp.features.actions import ActionOptions, Span
+from loopcoder.lsp.features.documents import (Change, Document, DocumentOutOfSyncError, DocumentStore, Position, Range,
+                                                 units_of)
 from loopcoder.lsp.features.engine_loading import LazyEngine
 from loopcoder.lsp.features.inline_completion import TypedThrough, completion_options, suggest
 from loopcoder.lsp.features.notebooks import Cell, Notebooks
 from loopcoder.lsp.features.prewarm import prewarm
 from loopcoder.lsp.features import scaffold
 from loopcoder.lsp.features.requests import RequestTracker, Ticket
+from loopcoder.lsp.features.review import DocumentOrigin, Finding
 from loopcoder.lsp.features.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -222,12 +224,20 @@ def did_open(ls: LoopcoderServer, params: types.DidOpenTextDocumentParams) -> No
 
 @notification
 def did_change(ls: LoopcoderServer, params: types.DidChangeTextDocumentParams) -> None:
-    """textDocument/didChange (incremental sync)."""
+    """textDocument/didChange (incremental sync). A change that cannot be applied puts the document out of
+    sync: the user is told once (window/showMessage), its diagnostics go, and its requests fail until the
+    editor sends its whole text again."""
     doc = params.text_document
-    document = ls.documents.change(doc.uri, doc.version, [_change(c) for c in params.content_changes])
+    try:
+        document = ls.documents.change(doc.uri, doc.version, [_change(c) for c in params.content_changes])
+    except DocumentOutOfSyncError:
+        _clear_findings(ls, doc.uri)  # their lines can no longer be followed
+        raise
+    if not ls.documents.in_sync(doc.uri):
+        return
     found = ls.findings.get(doc.uri)
     if found:  # diagnostics follow their lines; a finding whose line was edited goes away
-        moved = actions.relocate(found, document.text)
+        moved = review.relocate(found, document.text)
         if moved != found:
             ls.findings[doc.uri] = moved
             publish_findings(ls, doc.uri)
@@ -235,8 +245,10 @@ def did_change(ls: LoopcoderServer, params: types.DidChangeTextDocumentParams) -
 
 @notification
 def did_save(ls: LoopcoderServer, params: types.DidSaveTextDocumentParams) -> None:
-    """textDocument/didSave: pre-warm again, the user is about to go on editing."""
-    ls.start_prewarm(params.text_document.uri)
+    """textDocument/didSave: pre-warm again, the user is about to go on editing (not a document out of sync:
+    its text is not the editor's, and the user has been told)."""
+    if ls.documents.in_sync(params.text_document.uri):
+        ls.start_prewarm(params.text_document.uri)
 
 
 @notification
@@ -248,12 +260,16 @@ def did_close(ls: LoopcoderServer, params: types.DidCloseTextDocumentParams) -> 
         if key == uri or key.startswith(f"{uri}#"):
             ls.requests.forget(key)
     ls.typed_through.forget(uri)
-    if ls.findings.pop(uri, None):
-        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+    _clear_findings(ls, uri)
     engine = ls.engine.loaded
     if engine is not None:  # the engine lock may be busy: never block the event loop on it
         for key in [uri, *(f"{uri}#{action}" for action in ACTIONS)]:
             ls.workers.submit(engine.close, key)
+
+
+def _clear_findings(ls: LoopcoderServer, uri: str) -> None:
+    if ls.findings.pop(uri, None):
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
 # -- notebooks ----------------------------------------------------------------------------
@@ -297,15 +313,23 @@ def did_change_notebook(ls: LoopcoderServer, params: types.DidChangeNotebookDocu
         _close_cells(ls, (d.uri for d in cells.structure.did_close or ()))
     for cell in cells.data or ():
         ls.notebooks.set_kind(cell.document, cell.kind == types.NotebookCellKind.Code)
+    lost = []  # every cell's changes are applied, or refused, before any is reported
     for content in cells.text_content or ():
         doc = content.document
-        ls.documents.change(doc.uri, doc.version, [_change(c) for c in content.changes])
+        try:
+            ls.documents.change(doc.uri, doc.version, [_change(c) for c in content.changes])
+        except DocumentOutOfSyncError as e:
+            lost.append(str(e))
+    if lost:
+        raise DocumentOutOfSyncError("; ".join(lost))
 
 
 @notification
 def did_save_notebook(ls: LoopcoderServer, params: types.DidSaveNotebookDocumentParams) -> None:
+    """notebookDocument/didSave: pre-warm again, unless a cell is out of sync (as didSave)."""
     uri = params.notebook_document.uri
-    ls.start_prewarm(uri, ls.notebooks.joined(uri, ls.documents))
+    if all(ls.documents.in_sync(c.uri) for c in ls.notebooks.cells(uri) if c.uri in ls.documents):
+        ls.start_prewarm(uri, ls.notebooks.joined(uri, ls.documents))
 
 
 @notification
@@ -561,23 +585,36 @@ async def review_command(ls: LoopcoderServer, *args) -> dict:
     uri, document, span = _target(ls, args, "loopcoder.review")
     language, options = document.language_id, _action_options(ls)
     version = document.version
-    review = await _run_action(ls, uri, "review", "loopcoder: reviewing", lambda engine, text, cancelled, progress:
-                               actions.review(engine, uri, text, span, language, options, cancelled, progress))
-    found = review.findings
-    if not review.complete:
+    origin = _origin(ls, uri)
+    reviewed = await _run_action(ls, uri, "review", "loopcoder: reviewing", lambda engine, text, cancelled, progress:
+                                 review.review(engine, uri, text, span, language, options, cancelled, progress, origin))
+    found = reviewed.findings
+    for note in reviewed.notes:  # an analyzer missing or failing: the review went on without it
+        ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning, message=f"loopcoder: {note}"))
+    if not reviewed.complete:
         ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning, message=(
             f"loopcoder: the review of {uri} ran out of tokens (actionTokens={options.max_new_tokens}); "
             f"showing the {len(found)} finding(s) it completed")))
+    answer = {"complete": reviewed.complete, "notes": reviewed.notes, "analyzers": reviewed.analyzers}
     if uri not in ls.documents:
-        return {"findings": [], "complete": review.complete}
+        return {"findings": [], **answer}
     document = ls.documents.get(uri)
     if document.version != version:  # edited meanwhile: keep the findings whose lines are still there
-        found = actions.relocate(found, document.text)
+        found = review.relocate(found, document.text)
     # A review of a selection replaces the findings inside it, keeps the others.
     kept = [f for f in ls.findings.get(uri, []) if span is not None and not span.first <= f.line <= span.last]
     ls.findings[uri] = sorted(kept + found, key=lambda f: f.line)
     publish_findings(ls, uri)
-    return {"findings": [f.as_json() for f in found], "complete": review.complete}
+    return {"findings": [f.as_json() for f in found], **answer}
+
+
+def _origin(ls: LoopcoderServer, uri: str) -> DocumentOrigin:
+    """What the analyzers need to know of a document: its file, whose ruff settings apply (a notebook
+    cell's: its notebook's), and whether it is a notebook cell."""
+    notebook = ls.notebooks.notebook_of(uri)
+    file_uri = notebook or uri
+    path = to_fs_path(file_uri) if file_uri.startswith("file:") else None
+    return DocumentOrigin(Path(path) if path else None, notebook_cell=notebook is not None)
 
 
 async def explain_command(ls: LoopcoderServer, *args) -> dict:

@@ -1,5 +1,6 @@
 """Import names live under `loopcoder.*`, from the editable install and from a wheel."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,33 @@ def test_the_engine_imports_first_in_a_fresh_interpreter():
     code = "import loopcoder.engine; from loopcoder.engine import Engine, load_model, SamplingParams"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("safe_path", ["1", None], ids=["root-off-the-path", "root-on-the-path"])
+def test_transformers_kernel_integration_imports_from_the_repository_root(safe_path):
+    """transformers imports Hugging Face's `kernels` package; our top-level kernels/ never stands in
+    for it: not in this process, and not in a Python started in the checkout, with the repository root
+    on its sys.path (as `python -m` and `python -c` put it) or not (PYTHONSAFEPATH)."""
+    assert all(Path(p or ".").resolve() != ROOT for p in sys.path)
+    import transformers.integrations.hub_kernels  # noqa: F401
+
+    assert not _is_ours(getattr(sys.modules.get("kernels"), "__file__", None))
+    code = "import sys, transformers.integrations.hub_kernels; print(getattr(sys.modules.get('kernels'), '__file__', ''))"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"} | ({"PYTHONSAFEPATH": safe_path} if safe_path else {})
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not _is_ours(proc.stdout.strip())
+
+
+def test_without_hugging_faces_kernels_the_checkout_says_why_there_is_none(tmp_path):
+    """Where Hugging Face's package is not installed, `import kernels` from the checkout fails as a
+    missing module would, naming the folder, instead of importing our kernels/ as a stranger."""
+    code = "import sys; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if 'site-packages' not in p]; import kernels"
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert "ModuleNotFoundError: No module named 'kernels'" in proc.stderr and "is loopcoder.kernels" in proc.stderr
+
+
+def _is_ours(module_file: str | None) -> bool:
+    return bool(module_file) and Path(module_file).resolve().is_relative_to(ROOT / "kernels")

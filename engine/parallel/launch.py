@@ -118,8 +118,8 @@ def launch_engine(model_path: str | Path | None, world_size: int, *, device: str
     source = open_source(model_path)  # config and tokenizer; no weights read yet
     backend = check_launch(source.config, world_size, device, quant)
     quant = "none" if quant == "auto" else quant  # auto picks int4 for a CPU GGUF; with ranks: say which
-    quant, dtype = resolve_precision(quant, dtype, torch.device(device), False)
-    engine_config = EngineConfig(device=device, dtype=dtype, block_size=block_size)
+    quant, dtype, reason = resolve_precision(quant, dtype, torch.device(device), False)
+    engine_config = EngineConfig(device=device, dtype=dtype, block_size=block_size, precision=reason)
     if kv_budget_bytes is not None:
         engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
     path = None if model_path is None else str(Path(model_path).resolve())

@@ -1,10 +1,11 @@
-"""Code actions on a selection or a whole file: review, explain, and edit by instruction
-(the hint, with its no-code policy, is `hints`; the CI review of a diff is `ci_review`).
+"""Code actions on a selection or a whole file: explain, and edit by instruction, and the
+chat-turn plumbing every action shares (the review is `review`; the hint, with its
+no-code policy, is `hints`; the CI review of a diff is `ci_review`).
 
 Editor-neutral (no pygls): the LSP server, the notebook extension and the CLI call these.
-Each action is one chat turn with the model. Review and edit answer in JSON under a
-schema (the engine masks every token the schema forbids), so their output always parses;
-explain answers in markdown.
+Each action is one chat turn with the model. Edit answers in JSON under a schema (the
+engine masks every token the schema forbids), so its output always parses; explain
+answers in markdown.
 
 The code goes into the prompt as plain text, encoded apart from the chat template's
 markup, so a file that contains "<|im_start|>" cannot inject a turn. Each action keeps
@@ -14,21 +15,15 @@ unchanged file reuses the K/V, and the document's completion session stays warm.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Callable
 
 from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
-from loopcoder.engine.errors import CancelledError, InvalidRequestError, TokenizerError
-from loopcoder.engine.sampling import FinishReason, SamplingParams
+from loopcoder.engine.errors import InvalidRequestError, TokenizerError
+from loopcoder.engine.sampling import SamplingParams
 from loopcoder.engine.scheduler import Priority
 
-SEVERITIES = ("error", "warning", "info")
-CATEGORIES = ("security", "bug", "performance", "style")
-MAX_FINDINGS = 6
-MAX_MESSAGE_CHARS = 200
-MAX_REPLACEMENT_CHARS = 300
 EDIT_EXTRA_CHARS = 400  # an edit may add this much beyond twice the selection
 _CODE = "\x00loopcoder-code\x00"  # stands for the code while the chat template renders
 
@@ -50,45 +45,8 @@ class Span:
     last: int
 
 
-@dataclass(frozen=True)
-class Finding:
-    line: int  # 0-based
-    start: int  # characters into the line: the code, without its indentation
-    end: int
-    severity: str
-    category: str
-    message: str
-    replacement: str | None  # the whole corrected line(s), indented; None when there is no fix
-    original: str  # the line as it was when reviewed: relocates the finding after edits
-
-    def as_json(self) -> dict[str, Any]:
-        return {"line": self.line, "start": self.start, "end": self.end, "severity": self.severity,
-                "category": self.category, "message": self.message, "replacement": self.replacement}
-
-
 # -- prompts ------------------------------------------------------------------------------
 
-REVIEW_SYSTEM = (
-    "You are a meticulous senior code reviewer. Report only real problems: security "
-    "(SQL or shell commands built from user input, unsafe deserialization, secrets in code), "
-    "bugs, performance, and style. For each problem give the line number as shown, a "
-    "severity, a category, one sentence saying what is wrong and why, and, when one line can "
-    "fix it, that corrected line as `replacement` (else null). For SQL injection the fix is a "
-    "parameterized query. Report at most five problems, most severe first, each message one short "
-    "sentence. Answer with JSON only."
-)
-# One worked exchange: it shows the answer's shape and length better than any instruction.
-REVIEW_EXAMPLES = ((
-    "Review this python code (line numbers on the left):\n\n"
-    "1 | import os\n2 | \n3 | def list_dir(user_path):\n4 |     os.system(\"ls \" + user_path)\n5 |     return True",
-    json.dumps({"findings": [
-        {"line": 4, "severity": "error", "category": "security",
-         "message": "The shell command is built from user input, which allows command injection.",
-         "replacement": "subprocess.run([\"ls\", user_path], check=True)"},
-        {"line": 5, "severity": "info", "category": "style",
-         "message": "The function always returns True, so the result says nothing.", "replacement": None},
-    ]}, separators=(", ", ": ")),
-),)
 EXPLAIN_SYSTEM = (
     "You are a patient senior engineer. Explain what the given code does, how it does it, and "
     "anything surprising in it, in concise markdown: a one-sentence summary, then short bullet points."
@@ -98,33 +56,6 @@ EDIT_SYSTEM = (
     "what the instruction asks, keep the indentation and style, and answer with JSON only: the "
     "complete rewritten code as `code`."
 )
-
-
-def finding_schema(first_line: int, last_line: int) -> dict[str, Any]:
-    """The JSON schema a review answers in; line numbers are 1-based, as shown to the model."""
-    return {
-        "type": "object",
-        "properties": {
-            "findings": {
-                "type": "array",
-                "maxItems": MAX_FINDINGS,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "line": {"type": "integer", "minimum": first_line, "maximum": last_line},
-                        "severity": {"enum": list(SEVERITIES)},
-                        "category": {"enum": list(CATEGORIES)},
-                        "message": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
-                        "replacement": {"type": ["string", "null"], "maxLength": MAX_REPLACEMENT_CHARS},
-                    },
-                    "required": ["line", "severity", "category", "message", "replacement"],
-                    "additionalProperties": False,
-                },
-            }
-        },
-        "required": ["findings"],
-        "additionalProperties": False,
-    }
 
 
 EDIT_SCHEMA = {
@@ -170,11 +101,13 @@ def numbered(lines: list[str], first: int) -> str:
     return "\n".join(f"{first + i + 1:>{width}} | {line}" for i, line in enumerate(lines))
 
 
-def _lines(text: str) -> list[str]:
+def lines_of(text: str) -> list[str]:
+    """The lines of `text` as every action numbers them (an empty text has one empty line)."""
     return text.splitlines() or [""]
 
 
-def _check_span(lines: list[str], span: Span | None) -> Span:
+def checked_span(lines: list[str], span: Span | None) -> Span:
+    """`span`, checked to lie in `lines`; the whole of them for None."""
     if span is None:
         return Span(0, len(lines) - 1)
     if not 0 <= span.first <= span.last < len(lines):
@@ -182,7 +115,8 @@ def _check_span(lines: list[str], span: Span | None) -> Span:
     return span
 
 
-def _fits(engine: Engine, ids: list[int], options: ActionOptions, what: str) -> list[int]:
+def fit_prompt(engine: Engine, ids: list[int], options: ActionOptions, what: str) -> list[int]:
+    """`ids`, when the prompt leaves room for the answer; else an error that says to select less."""
     limit = min(options.context_tokens + 1024, engine.model_config.max_position_embeddings - options.max_new_tokens)
     if len(ids) > limit:
         raise InvalidRequestError(
@@ -213,120 +147,6 @@ def token_counter(progress: Progress | None):
     return on_token
 
 
-# -- review -------------------------------------------------------------------------------
-
-
-def review(engine: Engine, key: str, text: str, span: Span | None = None, language: str = "",
-           options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
-           progress: Progress | None = None) -> "Review":
-    """Findings about lines `span` of `text` (the whole text when None), most severe first."""
-    lines = _lines(text)
-    span = _check_span(lines, span)
-    shown = numbered(lines[span.first : span.last + 1], span.first)
-    what = f"{language} code" if language else "code"
-    ids = _fits(engine, chat_ids(engine, REVIEW_SYSTEM, f"Review this {what} (line numbers on the left):\n\n", shown,
-                                 examples=REVIEW_EXAMPLES), options, "this review")
-    schema = finding_schema(span.first + 1, span.last + 1)
-    value, complete = findings_answer(engine, f"{key}#review", ids, schema, options, cancelled, progress)
-    return Review(findings_from(value, lines), complete)
-
-
-def findings_answer(engine: Engine, key: str, ids: list[int], schema: dict, options: ActionOptions,
-                    cancelled: CancelCheck | None = None, progress: Progress | None = None) -> tuple[dict, bool]:
-    """The model's `{"findings": [...]}` answer under `schema`, and whether it was complete.
-
-    Shared by the editor's review and the CI review (`ci_review`)."""
-    result = engine.generate_for(key, ids, _params(options, schema), cancelled=cancelled,
-                                 on_token=token_counter(progress), priority=Priority.ACTION)
-    if result.finish_reason is FinishReason.CANCELLED:
-        raise CancelledError(f"the review was cancelled after {len(result.token_ids)} tokens")
-    complete = result.finish_reason is not FinishReason.LENGTH
-    # Out of tokens mid-answer: the findings written out in full still count.
-    return (json.loads(result.text) if complete else complete_findings(result.text)), complete
-
-
-@dataclass(frozen=True)
-class Review:
-    findings: list[Finding]
-    complete: bool  # False: the token budget ran out; `findings` are those the model finished
-
-
-def complete_findings(text: str) -> dict:
-    """The findings written out in full in a review answer cut short.
-
-    The schema fixes the shape, `{"findings": [{...}, {...}, ...`, so the answer is cut
-    after the last item closed at depth 2, and the list and object closed after it.
-    """
-    depth, in_string, escaped, last_item_end = 0, False, False, -1
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if ch == "}" and depth == 2:
-                last_item_end = i
-    if last_item_end < 0:
-        return {"findings": []}
-    return json.loads(text[: last_item_end + 1] + "]}")
-
-
-def findings_from(value: dict, lines: list[str]) -> list[Finding]:
-    """Turn the model's (schema-valid) answer into findings on `lines`: deduplicated, fixes indented, no-op fixes dropped."""
-    found: list[Finding] = []
-    seen: set[tuple[int, str]] = set()
-    for item in value["findings"]:
-        line = item["line"] - 1
-        message = " ".join(item["message"].split())
-        if not message or (line, message) in seen:
-            continue
-        seen.add((line, message))
-        original = lines[line]
-        indent = original[: len(original) - len(original.lstrip())]
-        start, end = len(indent), len(original.rstrip())
-        if end <= start:  # a blank line: mark its start
-            start = end = len(original)
-        found.append(Finding(line, start, end, item["severity"], item["category"], message,
-                             _fix(item["replacement"], original, indent), original))
-    order = {s: i for i, s in enumerate(SEVERITIES)}
-    return sorted(found, key=lambda f: (order[f.severity], f.line))
-
-
-def _fix(replacement: str | None, original: str, indent: str) -> str | None:
-    """The replacement for a whole line, indented like it; None for no fix or one that changes nothing."""
-    if replacement is None or not replacement.strip():
-        return None
-    body = replacement.rstrip().split("\n")
-    first = body[0].lstrip()
-    # The model often drops the indentation: put the original's back.
-    fixed = "\n".join([indent + first] + [line if line.startswith(indent) else indent + line.lstrip() for line in body[1:]])
-    return None if fixed.rstrip() == original.rstrip() else fixed
-
-
-def relocate(findings: list[Finding], text: str) -> list[Finding]:
-    """The findings still valid in the edited `text`: each follows its line (nearest identical
-    line to where it was); one whose line was changed or deleted is dropped."""
-    lines = _lines(text)
-    moved = []
-    for f in findings:
-        if f.line < len(lines) and lines[f.line] == f.original:
-            moved.append(f)
-            continue
-        candidates = [i for i, line in enumerate(lines) if line == f.original]
-        if candidates:
-            best = min(candidates, key=lambda i: abs(i - f.line))
-            moved.append(Finding(best, f.start, f.end, f.severity, f.category, f.message, f.replacement, f.original))
-    return moved
-
-
 # -- explain -----------------------------------------------------------------------
 
 
@@ -335,7 +155,7 @@ def explain(engine: Engine, key: str, text: str, span: Span | None = None, langu
             progress: Progress | None = None) -> str:
     """A markdown explanation of lines `span` of `text`."""
     code, fence = _selected(text, span)
-    ids = _fits(engine, chat_ids(engine, EXPLAIN_SYSTEM, f"Explain this code:\n\n{fence}{language}\n", code, f"\n{fence}"),
+    ids = fit_prompt(engine, chat_ids(engine, EXPLAIN_SYSTEM, f"Explain this code:\n\n{fence}{language}\n", code, f"\n{fence}"),
                 options, "this explanation")
     result = _chat(engine, f"{key}#explain", ids, options, cancelled, progress)
     return drop_repeat_paragraphs(result.text.strip())
@@ -365,8 +185,8 @@ def _chat(engine: Engine, key: str, ids: list[int], options: ActionOptions, canc
 
 def _selected(text: str, span: Span | None) -> tuple[str, str]:
     """The code of lines `span` of `text`, and a markdown fence to quote it with."""
-    lines = _lines(text)
-    span = _check_span(lines, span)
+    lines = lines_of(text)
+    span = checked_span(lines, span)
     code = "\n".join(lines[span.first : span.last + 1])
     return code, _fence(code)
 
@@ -391,7 +211,7 @@ def edit(engine: Engine, key: str, text: str, start: int, end: int, instruction:
     code = text[start:end]
     fence = _fence(code)
     before = f"Instruction: {instruction.strip()}\n\nCode:\n{fence}{language}\n"
-    ids = _fits(engine, chat_ids(engine, EDIT_SYSTEM, before, code, f"\n{fence}"), options, "this edit")
+    ids = fit_prompt(engine, chat_ids(engine, EDIT_SYSTEM, before, code, f"\n{fence}"), options, "this edit")
     # The rewrite may be twice the selection plus a little; the schema bounds it in characters,
     # and the token budget covers even one token a character, so the answer always completes.
     room = engine.model_config.max_position_embeddings - len(ids) - 16

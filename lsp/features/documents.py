@@ -6,9 +6,24 @@ UTF-32 when both sides agree. Python strings index code points (= UTF-32 units),
 every position is converted to a string offset before the text is touched.
 
 Lines end at "\\n", "\\r\\n" or "\\r", as the LSP specification says; a line's
-characters exclude its line ending. A position past the end of its line or past the
-last line is an `InvalidRequestError`, never silently clamped: a client that sends one
-has lost track of the document, and a clamped edit would corrupt it further.
+characters exclude its line ending. Positions past the end are clamped as far as the
+specification and real clients go, and no further:
+
+- a character past the end of its line is the line's end: "If the character value is
+  greater than the line length it defaults back to the line length" (LSP, Position);
+- the line after the last line, at any character, is the end of the document, as in
+  VS Code's own documents and mainstream servers. Neovim sends a file without a final
+  newline as it is ('eol' off) but computes its incremental changes as if every line
+  ended with one, so its edits below the last line reach the line after it;
+- a line further than that is an `InvalidRequestError`: no client sends one unless
+  its text differs from ours by more than a final newline, and clamping such an edit
+  would corrupt the document silently.
+
+A negative position, a position inside a character (between the two UTF-16 units of an
+emoji) and a range that ends before it starts are errors too. A didChange batch that
+cannot be applied puts its document out of sync (`DocumentStore.change`): the server
+says so once, and answers the document's requests with `DocumentOutOfSyncError` until
+the editor sends its whole text again.
 """
 
 from __future__ import annotations
@@ -18,12 +33,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from loopcoder.engine.errors import InvalidRequestError
+from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 
 ENCODINGS = ("utf-8", "utf-16", "utf-32")
 DEFAULT_ENCODING = "utf-16"  # what LSP mandates when nothing else is negotiated
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+class DocumentOutOfSyncError(LoopcoderError):
+    """The server's text of a document no longer follows the editor's: a change could not be applied."""
 
 
 class Position(NamedTuple):
@@ -75,18 +94,18 @@ def _line_content_end(text: str, starts: list[int], line: int) -> int:
 
 
 def offset_at(text: str, position: Position, encoding: str = DEFAULT_ENCODING, starts: list[int] | None = None) -> int:
-    """String offset of an LSP position; raises InvalidRequestError when it is not in `text`."""
+    """String offset of an LSP position, clamped as the module docstring says; InvalidRequestError past that."""
     line, character = position
+    if line < 0 or character < 0:
+        raise InvalidRequestError(f"position {line}:{character} has a negative line or character")
     starts = line_starts(text) if starts is None else starts
-    if not 0 <= line < len(starts):
+    if line == len(starts):
+        return len(text)
+    if line > len(starts):
         raise InvalidRequestError(f"position {line}:{character} is past the end of the document ({len(starts)} lines)")
     begin, end = starts[line], _line_content_end(text, starts, line)
-    if character < 0:
-        raise InvalidRequestError(f"position {line}:{character} has a negative character")
     if encoding == "utf-32" or text[begin:end].isascii():
-        if character > end - begin:
-            raise _past_line_end(line, character, end - begin, encoding)
-        return begin + character
+        return begin + min(character, end - begin)
     counted = 0
     for offset in range(begin, end):
         if counted == character:
@@ -94,15 +113,7 @@ def offset_at(text: str, position: Position, encoding: str = DEFAULT_ENCODING, s
         counted += _units(text[offset], encoding)
         if counted > character:
             raise InvalidRequestError(f"position {line}:{character} falls inside a character ({encoding} code units)")
-    if counted == character:
-        return end
-    raise _past_line_end(line, character, counted, encoding)
-
-
-def _past_line_end(line: int, character: int, length: int, encoding: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"position {line}:{character} is past the end of line {line} ({length} {encoding} code units)"
-    )
+    return end
 
 
 def position_at(text: str, offset: int, encoding: str = DEFAULT_ENCODING, starts: list[int] | None = None) -> Position:
@@ -120,6 +131,7 @@ class Document:
     text: str
     version: int | None = None
     language_id: str = ""
+    out_of_sync: str | None = None  # why the text stopped following the editor's; None while it follows
     _starts: list[int] | None = field(default=None, repr=False)
 
     @property
@@ -140,10 +152,11 @@ class Document:
         if change.range is None:
             self.text = change.text
         else:
-            start = self.offset_at(change.range.start, encoding)
-            end = self.offset_at(change.range.end, encoding)
-            if end < start:
-                raise InvalidRequestError(f"range {change.range} ends before it starts")
+            first, last = change.range
+            if last < first:  # by line, then character; as sent, before either is clamped
+                raise InvalidRequestError(f"range {first.line}:{first.character}-{last.line}:{last.character} "
+                                          "ends before it starts")
+            start, end = self.offset_at(first, encoding), self.offset_at(last, encoding)
             self.text = self.text[:start] + change.text + self.text[end:]
         self._starts = None
 
@@ -177,6 +190,18 @@ class DocumentStore:
         return document
 
     def get(self, uri: str) -> Document:
+        """The document, to answer a request about it: an error when it is not open or out of sync."""
+        document = self._open_document(uri)
+        if document.out_of_sync is not None:
+            raise DocumentOutOfSyncError(document.out_of_sync)
+        return document
+
+    def in_sync(self, uri: str) -> bool:
+        """Whether `uri` is open and its text follows the editor's."""
+        document = self._documents.get(uri)
+        return document is not None and document.out_of_sync is None
+
+    def _open_document(self, uri: str) -> Document:
         document = self._documents.get(uri)
         if document is None:
             raise InvalidRequestError(f"document {uri} is not open: the client must send textDocument/didOpen first")
@@ -185,20 +210,47 @@ class DocumentStore:
     def change(self, uri: str, version: int | None, changes: Iterable[Change]) -> Document:
         """textDocument/didChange: apply `changes` in order, each to the previous one's result.
 
-        The batch is atomic: when one change is invalid, the document keeps its old text
-        and version, and the error says which change failed.
+        A batch that cannot be applied (a version not newer than the last, a range that
+        ends before it starts, a position far past the end) leaves our text behind the
+        editor's. The document then keeps its old text, goes out of sync and
+        DocumentOutOfSyncError is raised, once: later incremental changes are ignored,
+        and `get` raises the same error, until the editor sends its whole text again
+        with didOpen or a change without a range (the changes before that one no
+        longer matter, a bad one included).
         """
-        document = self.get(uri)
-        if version is not None and document.version is not None and version <= document.version:
-            raise InvalidRequestError(f"version {version} of {uri} is not newer than version {document.version}")
-        draft = Document(uri, document.text, document.version, document.language_id)
-        for i, change in enumerate(changes):
-            try:
-                draft.apply(change, self.encoding)
-            except InvalidRequestError as e:
-                raise InvalidRequestError(f"change {i} of {uri} (version {version}): {e}") from None
-        document.text, document.version, document._starts = draft.text, version, draft._starts
+        document = self._open_document(uri)
+        changes = list(changes)
+        whole = max((i for i, change in enumerate(changes) if change.range is None), default=None)
+        if whole is None and document.out_of_sync is not None:
+            return document  # the user has been told, and nothing incremental brings the text back
+        try:
+            text = self._changed_text(document, version, changes, whole or 0)
+        except InvalidRequestError as e:
+            return self._lose_sync(document, str(e))
+        document.text, document.version, document.out_of_sync, document._starts = text, version, None, None
         return document
+
+    def _changed_text(self, document: Document, version: int | None, changes: list[Change], first: int) -> str:
+        """The text after `changes[first:]`; InvalidRequestError says which change could not be applied."""
+        if version is not None and document.version is not None and version <= document.version:
+            raise InvalidRequestError(f"version {version} of {document.uri} is not newer than version {document.version}")
+        draft = Document(document.uri, document.text, document.version, document.language_id)
+        for i in range(first, len(changes)):
+            try:
+                draft.apply(changes[i], self.encoding)
+            except InvalidRequestError as e:
+                raise InvalidRequestError(f"change {i} (version {version}) could not be applied: {e}") from None
+        return draft.text
+
+    def _lose_sync(self, document: Document, reason: str) -> Document:
+        """Mark `document` out of sync; raise DocumentOutOfSyncError unless it already was (the user knows)."""
+        already = document.out_of_sync is not None
+        document.out_of_sync = (f"{document.uri} is out of sync with the editor: {reason}. Completions and actions "
+                                "for it stop until you reopen the file, so that the editor sends its whole text "
+                                "again: close and open it (in Neovim, :w then :e, or :e! to drop unsaved changes)")
+        if already:
+            return document
+        raise DocumentOutOfSyncError(document.out_of_sync)
 
     def close(self, uri: str) -> None:
         """textDocument/didClose; closing a document that is not open is an error."""

@@ -19,7 +19,7 @@ from loopcoder.engine.engine import CancelCheck, Engine
 from loopcoder.engine.errors import OutputPolicyError
 from loopcoder.engine.sampling import FinishReason
 
-from .actions import ActionOptions, Progress, Span, _chat, _fits, _selected, chat_ids
+from .actions import ActionOptions, Progress, Span, _chat, _selected, chat_ids, fit_prompt
 from .prose import drop_lead_in, drop_repeats, whole_sentences
 
 HINT_SYSTEM = (
@@ -65,7 +65,7 @@ def hint(engine: Engine, key: str, text: str, span: Span | None = None, language
 
     def attempt(retry: bool) -> tuple[str, bool]:
         after = RETRY_REMINDER if retry else ""
-        ids = _fits(engine, chat_ids(engine, HINT_SYSTEM, before, material, after, examples=HINT_EXAMPLES),
+        ids = fit_prompt(engine, chat_ids(engine, HINT_SYSTEM, before, material, after, examples=HINT_EXAMPLES),
                     options, "this hint")
         tries = replace(options, temperature=max(options.temperature, RETRY_TEMPERATURE)) if retry else options
         result = _chat(engine, f"{key}#hint", ids, tries, cancelled, progress, max_new_tokens=HINT_TOKENS,

@@ -18,9 +18,9 @@ from .actions import (
     Progress,
     _chat,
     _fence,
-    _fits,
     chat_ids,
     drop_repeat_paragraphs,
+    fit_prompt,
 )
 
 EXPLAIN_ERROR_SYSTEM = (
@@ -51,7 +51,7 @@ def explain_error(engine: Engine, key: str, code: str, traceback: str, language:
     fence = _fence(code + error)
     # The code and the traceback are both the user's text: one plain-encoded slot carries both.
     material = f"{fence}{language}\n{code}\n{fence}\n\nThe error:\n{fence}\n{error}\n{fence}"
-    ids = _fits(engine, chat_ids(engine, EXPLAIN_ERROR_SYSTEM, "My code:\n", material,
+    ids = fit_prompt(engine, chat_ids(engine, EXPLAIN_ERROR_SYSTEM, "My code:\n", material,
                                  "\n\nWhy does it fail, and how do I fix it?"), options, "this explanation")
     result = _chat(engine, f"{key}#explain-error", ids, options, cancelled, progress)
     return drop_repeat_paragraphs(result.text.strip())

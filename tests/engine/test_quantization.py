@@ -82,3 +82,36 @@ def test_random_model_quantized_as_drawn():
     model = random_model(tiny_config("iquestloopcoder", hidden_size=64, intermediate_size=96), quant="fp8")
     assert sum(isinstance(m, QuantLinear) for m in model.modules()) == 2 * 7
     assert type(model.lm_head) is torch.nn.Linear
+
+
+@pytest.mark.parametrize(
+    "flag,low_bit,want,why",
+    [
+        ("0", True, ("none", torch.float32), "this CPU has no bfloat16 instructions"),
+        ("1", True, ("int4", torch.bfloat16), "int4: 4-5 bit weights on a CPU with bfloat16 instructions"),
+        ("1", False, ("none", torch.float32), "the weights are not 4-5 bit"),
+    ],
+)
+def test_auto_precision_on_cpu_follows_the_hardware_and_says_why(monkeypatch, flag, low_bit, want, why):
+    from loopcoder.engine.loader import resolve_precision
+
+    monkeypatch.setenv("LOOPCODER_CPU_BF16", flag)
+    quant, dtype, reason = resolve_precision("auto", None, torch.device("cpu"), low_bit)
+    assert (quant, dtype) == want
+    assert why in reason and str(dtype).removeprefix("torch.") in reason
+
+
+def test_precision_asked_for_is_kept_and_said():
+    from loopcoder.engine.loader import resolve_precision
+
+    assert resolve_precision("int8", torch.float32, torch.device("cpu"), True) == (
+        "int8", torch.float32, "int8 as asked; float32 as asked")
+
+
+def test_a_bad_cpu_bf16_override_is_refused(monkeypatch):
+    from loopcoder.engine.errors import ModelLoadError
+    from loopcoder.engine.loader import resolve_precision
+
+    monkeypatch.setenv("LOOPCODER_CPU_BF16", "yes")
+    with pytest.raises(ModelLoadError, match="LOOPCODER_CPU_BF16='yes': use 0 or 1"):
+        resolve_precision("auto", None, torch.device("cpu"), True)

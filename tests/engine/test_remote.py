@@ -158,6 +158,14 @@ def test_another_loopcoder_engine_as_the_remote_backend(loopcoder_http, tokenize
     assert cancelled.finish_reason is FinishReason.CANCELLED
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", "/"])
+def test_openai_url_with_or_without_v1(loopcoder_http, tokenizer, suffix):
+    """The OpenAI client's `base_url` ends in /v1; our --url takes either form (never /v1/v1/...)."""
+    backend = OpenAIBackend(loopcoder_http + suffix, tokenizer, api_key=TOKEN)
+    assert backend.url == loopcoder_http
+    assert backend.generate_for("v1", tokenizer.encode("x = "), SamplingParams(max_new_tokens=2)).text
+
+
 def test_remote_errors_name_the_cause(loopcoder_http, tokenizer):
     with pytest.raises(EngineUnavailableError, match="answered 401 .*set the API key"):
         OpenAIBackend(loopcoder_http, tokenizer, api_key="wrong")

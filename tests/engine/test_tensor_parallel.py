@@ -33,6 +33,8 @@ from loopcoder.engine.parallel import (
 
 from .helpers import tiny_config
 
+ROOT = Path(__file__).resolve().parents[2]
+
 ATOL = 1e-5
 BLOCK_SIZE = 4
 NUM_BLOCKS = 20
@@ -140,7 +142,13 @@ def _run_rank(tp: TensorParallelGroup, spec, out: str, extra: dict) -> None:
 
 def spawn_ranks(world_size: int, spec, tmp_path: Path, **extra) -> dict:
     out = tmp_path / "rank0.pt"
-    mp.spawn(_rank_main, args=(world_size, free_tcp_port(), spec, str(out), extra), nprocs=world_size, join=True)
+    # The ranks unpickle _rank_main by its module's name (tests.engine.test_tensor_parallel), so they
+    # start with the repository root on sys.path, which the test process keeps off its own (conftest).
+    sys.path.insert(0, str(ROOT))
+    try:
+        mp.spawn(_rank_main, args=(world_size, free_tcp_port(), spec, str(out), extra), nprocs=world_size, join=True)
+    finally:
+        sys.path.remove(str(ROOT))
     return torch.load(out)
 
 

@@ -2,7 +2,8 @@
 in a notebook cell, accepted with Tab, and a review from the cell's context menu.
 
 The Makefile installs chromium (`make test`); Playwright's own browser download is not used.
-The server logs to a file, so a failure shows its end. Saves docs/img/jupyterlab.png.
+The server logs to a file, so a failure shows its end. `make docs-images` saves its page as
+docs/img/jupyterlab.png; a plain run saves it in the test's temporary folder.
 """
 
 import json
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "jupyterlab.png"
 TOKEN = "loopcoder-browser-test"
 TYPED = "def add_one(x):\n"
 
@@ -106,7 +106,7 @@ def _cell_text(page, index: int) -> str:
         "i => document.querySelectorAll('.jp-Notebook .jp-Cell')[i].querySelector('.cm-content').innerText", index)
 
 
-def test_ghost_text_and_a_review_in_a_real_jupyterlab(lab):
+def test_ghost_text_and_a_review_in_a_real_jupyterlab(lab, screenshot_path):
     from playwright.sync_api import sync_playwright
 
     url, log = lab
@@ -152,8 +152,7 @@ def test_ghost_text_and_a_review_in_a_real_jupyterlab(lab):
                 assert findings.nth(i).inner_text().startswith("Line ")
 
             cells.nth(3).locator(".cm-content").click()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+            page.screenshot(path=str(screenshot_path("jupyterlab.png")))
         except Exception:
             page.screenshot(path=str(log.with_suffix(".png")))
             print(f"jupyter lab log ({log}):\n{log.read_text()[-4000:]}\nscreenshot: {log.with_suffix('.png')}")

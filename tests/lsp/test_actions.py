@@ -1,71 +1,11 @@
-"""Code actions without a server: turning the model's answer into findings and fixes, following
-edits, stripping code out of hints, and keeping the user's code out of the prompt's markup."""
-
-from pathlib import Path
+"""Code actions without a server: stripping code out of hints, and keeping the user's code out of
+the prompt's markup (the review's own tests are test_review.py)."""
 
 import pytest
 
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features import actions, hints
-from loopcoder.lsp.features.actions import Finding, Span
-
-FLASK = (Path(__file__).parents[2] / "docs" / "examples" / "flask_app.py").read_text()
-SQL_LINE = 9  # 0-based
-
-
-def _answer(*items):
-    return {"findings": [dict(zip(("line", "severity", "category", "message", "replacement"), item)) for item in items]}
-
-
-def test_findings_carry_the_code_range_and_an_indented_fix():
-    lines = FLASK.splitlines()
-    fix = 'rows = db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchall()'
-    found = actions.findings_from(_answer((SQL_LINE + 1, "error", "security", "SQL  built by\nconcatenation", fix)), lines)
-    assert len(found) == 1
-    f = found[0]
-    assert (f.line, f.start, f.end) == (SQL_LINE, 4, len(lines[SQL_LINE]))
-    assert f.message == "SQL built by concatenation"  # whitespace collapsed to one line
-    assert f.replacement == "    " + fix  # the model dropped the indentation: it is put back
-    assert f.original == lines[SQL_LINE]
-
-
-def test_findings_drop_duplicates_and_no_op_fixes_and_sort_by_severity():
-    lines = FLASK.splitlines()
-    found = actions.findings_from(_answer(
-        (2, "info", "style", "unused import", None),
-        (10, "error", "security", "injection", lines[SQL_LINE].strip()),  # the "fix" is the line itself
-        (10, "error", "security", "injection", None),  # the same finding again
-        (5, "warning", "style", "  ", None),  # nothing to say
-    ), lines)
-    assert [(f.line, f.severity, f.replacement) for f in found] == [(9, "error", None), (1, "info", None)]
-
-
-def test_fix_keeps_a_multi_line_replacement_indented():
-    original = "        total = total + x"
-    assert actions._fix("total += x\nprint(total)", original, "        ") == "        total += x\n        print(total)"
-    assert actions._fix("   ", original, "        ") is None
-
-
-def test_blank_line_finding_marks_the_line_end():
-    found = actions.findings_from(_answer((3, "info", "style", "two blank lines", None)), FLASK.splitlines())
-    assert (found[0].start, found[0].end) == (0, 0)
-
-
-def test_schema_bounds_the_line_numbers_to_the_selection():
-    schema = actions.finding_schema(8, 11)
-    line = schema["properties"]["findings"]["items"]["properties"]["line"]
-    assert (line["minimum"], line["maximum"]) == (8, 11)
-
-
-def test_relocate_follows_inserted_lines_and_drops_edited_ones():
-    lines = FLASK.splitlines()
-    found = actions.findings_from(_answer((10, "error", "security", "injection", None),
-                                          (9, "info", "style", "name the file", None)), lines)
-    moved = actions.relocate(found, "import os\n\n" + FLASK)  # two lines inserted above
-    assert sorted(f.line for f in moved) == [SQL_LINE + 1, SQL_LINE + 2]
-    edited = FLASK.replace('sqlite3.connect("app.db")', 'sqlite3.connect(DB)')
-    assert [f.message for f in actions.relocate(found, edited)] == ["injection"]
-    assert actions.relocate(found, "") == []
+from loopcoder.lsp.features.actions import Span
 
 
 def test_numbered_gutter_is_one_based_and_aligned():
@@ -90,8 +30,8 @@ def test_fence_outgrows_backticks_in_the_code():
 
 def test_spans_are_checked():
     with pytest.raises(InvalidRequestError, match="outside the document"):
-        actions._check_span(["a", "b"], Span(1, 2))
-    assert actions._check_span(["a", "b"], None) == Span(0, 1)
+        actions.checked_span(["a", "b"], Span(1, 2))
+    assert actions.checked_span(["a", "b"], None) == Span(0, 1)
 
 
 def test_code_cannot_inject_chat_markup(default_engine):
@@ -109,35 +49,6 @@ def test_edit_rejects_an_empty_instruction_and_a_bad_range(default_engine):
         actions.edit(default_engine, "k", "x = 1\n", 0, 5, "  ")
     with pytest.raises(InvalidRequestError, match="outside the document"):
         actions.edit(default_engine, "k", "x = 1\n", 3, 99, "add logging")
-
-
-def test_finding_json_names_every_field():
-    f = Finding(1, 0, 3, "info", "style", "m", None, "abc")
-    assert set(f.as_json()) == {"line", "start", "end", "severity", "category", "message", "replacement"}
-
-
-@pytest.mark.parametrize("text, lines", [
-    ('{"findings": [', []),
-    ('{"findings": [{"line": 2, "severity": "info", "category": "style", "message": "a } b", "replacement": null}, {"li',
-     [2]),
-    ('{"findings": [{"line": 2, "severity": "info", "category": "style", "message": "x", "replacement": "{\\"}"}, '
-     '{"line": 3, "severity": "info", "category": "style", "message": "y", "replacement": null}, {"line": 4, "sev',
-     [2, 3]),
-    ('', []),
-])
-def test_complete_findings_of_an_answer_cut_short(text, lines):
-    assert [f["line"] for f in actions.complete_findings(text)["findings"]] == lines
-
-
-def test_review_out_of_tokens_keeps_the_finished_findings(default_engine):
-    review = actions.review(default_engine, "cut", FLASK, options=actions.ActionOptions(max_new_tokens=3))
-    assert review.complete is False and review.findings == []
-
-
-def test_review_with_the_real_model_is_schema_valid(default_engine):
-    review = actions.review(default_engine, "flask", FLASK, Span(6, 10), "python", actions.ActionOptions(max_new_tokens=160))
-    for f in review.findings:
-        assert 6 <= f.line <= 10 and f.severity in actions.SEVERITIES and f.category in actions.CATEGORIES
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -20,6 +20,7 @@ def test_info_default_model(capsys):
     assert main(["info", "--quant", "none"]) == 0
     out = capsys.readouterr().out
     assert "llama" in out and "134,515,008" in out and "46,080" in out
+    assert "precision chosen" in out and "no quantization, as asked; float32: the CPU default" in out
 
 
 @pytest.mark.slow

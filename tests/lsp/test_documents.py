@@ -1,4 +1,4 @@
-"""Document store: incremental sync, position encodings, CRLF, past-the-end positions."""
+"""Document store: incremental sync, position encodings, CRLF, past-the-end positions, losing and regaining sync."""
 
 import pytest
 from hypothesis import given, settings
@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features.documents import (
     Change,
+    DocumentOutOfSyncError,
     DocumentStore,
     Position,
     Range,
@@ -99,8 +100,7 @@ def test_crlf_lines():
     assert offset_at(text, Position(1, 2), "utf-16") == 6  # end of "cd", before its \r\n
     assert offset_at(text, Position(2, 0), "utf-16") == 8  # the empty line
     assert offset_at(text, Position(3, 2), "utf-16") == len(text)
-    with pytest.raises(InvalidRequestError, match="past the end of line 1"):
-        offset_at(text, Position(1, 3), "utf-16")  # would land between \r and \n
+    assert offset_at(text, Position(1, 3), "utf-16") == 6  # past "cd": its end, never between \r and \n
     store = DocumentStore()
     store.open(URI, text, version=1)
     store.change(URI, 2, [Change("X", Range(Position(1, 0), Position(2, 0)))])
@@ -111,31 +111,124 @@ def test_lone_cr_ends_a_line():
     assert offset_at("a\rb", Position(1, 1)) == 3
 
 
-def test_past_the_end_is_an_error_with_the_reason():
+def test_a_character_past_the_line_end_defaults_back_to_the_line_length():
+    # LSP, Position: "If the character value is greater than the line length it defaults back to the line length."
     text = "one\ntwo\n"
-    with pytest.raises(InvalidRequestError, match=r"position 0:4 is past the end of line 0 \(3 utf-16 code units\)"):
-        offset_at(text, Position(0, 4))
-    with pytest.raises(InvalidRequestError, match=r"position 3:0 is past the end of the document \(3 lines\)"):
-        offset_at(text, Position(3, 0))
+    assert offset_at(text, Position(0, 4)) == 3
+    assert offset_at(text, Position(1, 99)) == 7
+    line = "é😀\n"  # 3 UTF-16 code units, 6 UTF-8 bytes, 2 code points
+    for encoding, past in (("utf-16", 4), ("utf-8", 7), ("utf-32", 3)):
+        assert offset_at(line, Position(0, past), encoding) == 2, encoding
+
+
+def test_the_line_after_the_last_is_the_documents_end():
+    # Neovim's view of a file without a final newline has one line more than its text:
+    # what it sends for an edit at the end of such a file reaches one line past the last.
+    text = "a = 1\nb = 2"
+    assert offset_at(text, Position(2, 0)) == len(text)
+    assert offset_at(text, Position(2, 5)) == len(text)
+    assert offset_at("one\ntwo\n", Position(3, 0)) == len("one\ntwo\n")
+    assert offset_at("", Position(1, 0)) == 0
+
+
+def test_two_lines_past_the_last_is_still_an_error():
+    with pytest.raises(InvalidRequestError, match=r"position 3:0 is past the end of the document \(2 lines\)"):
+        offset_at("a = 1\nb = 2", Position(3, 0))
+    with pytest.raises(InvalidRequestError, match=r"position 4:0 is past the end of the document \(3 lines\)"):
+        offset_at("one\ntwo\n", Position(4, 0))
+
+
+def test_neovims_go_below_a_last_line_without_newline():
+    """The didChange batch Neovim 0.12 sends for `Go   x` in "a = 1\nb = 2" (no final newline).
+
+    Its first change replaces the final newline Neovim pretends is there, (1, 5)-(2, 0),
+    with "\n\n". The server's text ends with a newline the buffer lacks (as it will on
+    disk once Neovim writes it, 'fixeol'); every line agrees.
+    """
+    store = DocumentStore()
+    store.open(URI, "a = 1\nb = 2", version=0)
+    store.change(URI, 4, [Change("\n\n", Range(Position(1, 5), Position(2, 0)))]
+                 + [Change(ch, Range(Position(2, i), Position(2, i))) for i, ch in enumerate("   x")])
+    assert store.get(URI).text == "a = 1\nb = 2\n   x\n"
+    assert store.get(URI).offset_at(Position(2, 4)) == len("a = 1\nb = 2\n   x")
+
+
+def test_inverted_and_negative_ranges_are_still_rejected():
+    for bad in (Range(Position(0, 2), Position(0, 1)),
+                Range(Position(0, 9), Position(0, 5)),  # both past the line's end, but still backwards
+                Range(Position(1, 0), Position(0, 0)),
+                Range(Position(0, -1), Position(0, 0)),
+                Range(Position(-1, 0), Position(0, 0))):
+        store = DocumentStore()
+        store.open(URI, "abc", version=1)
+        with pytest.raises(DocumentOutOfSyncError, match="ends before it starts|negative"):
+            store.change(URI, 2, [Change("X", bad)])
     with pytest.raises(InvalidRequestError, match="negative"):
-        offset_at(text, Position(0, -1))
-    assert offset_at(text, Position(2, 0)) == len(text)  # the empty last line exists
+        offset_at("abc", Position(0, -1))
+    with pytest.raises(InvalidRequestError, match="negative"):
+        offset_at("abc", Position(-1, 0))
 
 
-def test_a_bad_change_leaves_the_document_as_it_was():
+def test_a_rejected_change_puts_the_document_out_of_sync_until_it_is_reopened():
     store = DocumentStore()
     store.open(URI, "abc", version=1)
-    with pytest.raises(InvalidRequestError, match="change 1 of file:///t.py"):
+    with pytest.raises(DocumentOutOfSyncError, match=r"file:///t.py is out of sync.*change 1 .*version 2.*"
+                                                      r"position 5:0 is past the end of the document.*reopen"):
         store.change(URI, 2, [Change("X", Range(Position(0, 0), Position(0, 1))),
                               Change("Y", Range(Position(5, 0), Position(5, 0)))])
-    assert store.get(URI).text == "abc" and store.get(URI).version == 1
+    # Every request for it answers the same error; later incremental changes are ignored, quietly:
+    # the user has been told once.
+    with pytest.raises(DocumentOutOfSyncError, match="position 5:0 is past the end"):
+        store.get(URI)
+    store.change(URI, 3, [Change("Z", Range(Position(0, 0), Position(0, 0)))])
+    with pytest.raises(DocumentOutOfSyncError):
+        store.get(URI)
+    assert URI in store and not store.in_sync(URI)
+    store.open(URI, "fresh", version=4)  # didOpen of the same URI (Neovim's :e! sends didClose first)
+    assert store.get(URI).text == "fresh" and store.in_sync(URI)
+    store.change(URI, 5, [Change("!", Range(Position(0, 5), Position(0, 5)))])
+    assert store.get(URI).text == "fresh!"
+
+
+def test_close_and_open_restore_sync():
+    store = DocumentStore()
+    store.open(URI, "abc", version=1)
+    with pytest.raises(DocumentOutOfSyncError):
+        store.change(URI, 2, [Change("X", Range(Position(0, 2), Position(0, 1)))])
+    with pytest.raises(DocumentOutOfSyncError, match="ends before it starts"):
+        store.get(URI)
+    store.close(URI)
+    store.open(URI, "abc", version=1)
+    assert store.get(URI).text == "abc"
+
+
+def test_a_full_text_change_restores_sync():
+    store = DocumentStore()
+    store.open(URI, "abc", version=1)
+    with pytest.raises(DocumentOutOfSyncError):
+        store.change(URI, 2, [Change("X", Range(Position(9, 0), Position(9, 0)))])
+    store.change(URI, 3, [Change("whole\ntext")])  # the client's whole text: nothing of ours is left in it
+    assert store.get(URI).text == "whole\ntext" and store.get(URI).version == 3
+    # In one batch: a full text makes the changes before it irrelevant, bad ones included.
+    store.change(URI, 4, [Change("X", Range(Position(9, 0), Position(9, 0))), Change("new"),
+                          Change("!", Range(Position(0, 3), Position(0, 3)))])
+    assert store.get(URI).text == "new!" and store.in_sync(URI)
+
+
+def test_a_version_that_is_not_newer_puts_the_document_out_of_sync():
+    store = DocumentStore()
+    store.open(URI, "abc", version=3)
+    with pytest.raises(DocumentOutOfSyncError, match="version 3 of file:///t.py is not newer than version 3"):
+        store.change(URI, 3, [Change("x", Range(Position(0, 0), Position(0, 0)))])
+    with pytest.raises(DocumentOutOfSyncError):
+        store.get(URI)
+    store.change(URI, 4, [Change("x")])
+    assert store.get(URI).text == "x" and store.get(URI).version == 4
 
 
 def test_versions_and_unknown_documents():
     store = DocumentStore()
     store.open(URI, "abc", version=3)
-    with pytest.raises(InvalidRequestError, match="version 3 of file:///t.py is not newer than version 3"):
-        store.change(URI, 3, [Change("x")])
     store.change(URI, 4, [Change("x")])
     assert store.get(URI).version == 4
     with pytest.raises(InvalidRequestError, match="is not open"):

@@ -1,4 +1,5 @@
-"""Keeping in sync under pressure, end to end over stdio: a storm of edits, notebooks, settings changes."""
+"""Keeping in sync under pressure, end to end over stdio: a storm of edits, notebooks, settings changes,
+a file without a final newline, and a document that lost sync."""
 
 import asyncio
 import sys
@@ -9,6 +10,8 @@ import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from .clients import open_document
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,9 +43,9 @@ def _inline_params(uri: str, line: int, character: int) -> types.InlineCompletio
 async def test_a_storm_of_edits_with_completions_interleaved(client: LanguageClient):
     """200 didChange a second for two seconds, a completion after every fifth one.
 
-    Each completion asks for the end of the line as it is after the latest change: a
-    position past the end of the line in every older version. An answer computed on an
-    older version would therefore be an error, never a stale suggestion.
+    Each completion asks for the end of the line as it is after the latest change. None
+    may fail (the document stays in sync through the storm, no change is refused), the
+    latest is answered, and older ones are superseded rather than all computed.
     """
     head = "def total(values):\n    result = 0\n    for v in values:\n        result = result + "
     uri = "file:///work/storm.py"
@@ -65,7 +68,7 @@ async def test_a_storm_of_edits_with_completions_interleaved(client: LanguageCli
         await asyncio.sleep(max(0.0, started + (i + 1) / 200 - time.monotonic()))  # 200 changes a second
     results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=120)
     errors = [r for r in results if isinstance(r, Exception)]
-    assert not errors, errors[:3]  # none answered from an older version (that would be "past the end of line")
+    assert not errors, errors[:3]  # a refused change would show here as "out of sync"
     assert results[-1] is not None and results[-1].items  # the latest request is answered
     superseded = sum(r is None for r in results[:-1])
     assert superseded > 0  # older requests were cancelled, not all computed
@@ -142,3 +145,91 @@ async def test_settings_change_at_run_time(client: LanguageClient):
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
     result = await client.text_document_inline_completion_async(_inline_params(uri, 1, 11))
     assert result is not None  # the server kept serving through a bad settings change
+
+
+# -- a file without a final newline, and a document that lost sync -------------------------
+
+# No final newline: Neovim edits below the last line with ranges one line past it.
+AREA = 'def area(width, height):\n    """Return the area of a rectangle."""'
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    params=["neovim", "visual-studio-code"],
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
+)
+async def editor(request, lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities(request.param),
+        initialization_options={"maxTokens": 4, "temperature": 0}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _changes(uri: str, version: int, *changes: tuple[tuple[int, int], tuple[int, int], str]):
+    return types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(*start), end=types.Position(*end)), text=text)
+            for start, end, text in changes])
+
+
+def _sync_messages(client: LanguageClient, name: str) -> list[str]:
+    return [m.message for m in client.messages if name in m.message]
+
+
+@pytest.mark.slow
+async def test_typing_below_the_last_line_of_a_file_without_final_newline(editor: LanguageClient):
+    """What Neovim sends for `Go    return ` at the end of AREA: first the newline it thinks
+    the file ends with, (1, 41)-(2, 0), replaced by two; then the typing on the new line."""
+    uri = open_document(editor, "no_final_newline.py", AREA)
+    typed = "    return "
+    editor.text_document_did_change(_changes(
+        uri, 2, ((1, 41), (2, 0), "\n\n"), *(((2, i), (2, i), ch) for i, ch in enumerate(typed))))
+    result = await editor.text_document_inline_completion_async(_inline_params(uri, 2, len(typed)))
+    assert result is not None and result.items, result
+    assert _sync_messages(editor, "no_final_newline.py") == []
+    # A character past the end of a line defaults back to the line's length (LSP, Position).
+    result = await editor.text_document_inline_completion_async(_inline_params(uri, 2, len(typed) + 5))
+    assert result is None or result.items
+
+
+@pytest.mark.slow
+async def test_a_change_that_cannot_apply_is_reported_once_then_requests_fail_until_reopen(editor: LanguageClient):
+    uri = open_document(editor, "lost.py", AREA)
+    editor.text_document_did_change(_changes(uri, 2, ((0, 8), (0, 3), "x")))  # ends before it starts
+    editor.text_document_did_change(_changes(uri, 3, ((9, 0), (9, 0), "y")))  # far past the end: already out of sync
+    editor.text_document_did_change(_changes(uri, 4, ((0, 0), (0, 0), "# ")))  # a good one no longer helps
+    for ask in (lambda: editor.text_document_inline_completion_async(_inline_params(uri, 1, 4)),
+                lambda: editor.text_document_completion_async(types.CompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=1, character=4))),
+                lambda: editor.text_document_code_action_async(types.CodeActionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)),
+                    context=types.CodeActionContext(diagnostics=[])))):
+        with pytest.raises(JsonRpcException, match="lost.py is out of sync.*ends before it starts"):
+            await ask()
+    messages = [m for m in editor.messages if "lost.py" in m.message]
+    assert len(messages) == 1, [m.message for m in messages]
+    assert messages[0].type in (types.MessageType.Error, types.MessageType.Warning)
+    assert "reopen" in messages[0].message and ":w then :e" in messages[0].message
+    # Neovim's :e sends didClose then didOpen; the document is in step again.
+    editor.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    open_document(editor, "lost.py", AREA + "\n    return ")
+    result = await editor.text_document_inline_completion_async(_inline_params(uri, 2, 11))
+    assert result is not None and result.items, result
+    assert len(_sync_messages(editor, "lost.py")) == 1
+
+
+@pytest.mark.slow
+async def test_a_full_text_change_brings_a_lost_document_back(editor: LanguageClient):
+    uri = open_document(editor, "resent.py", AREA)
+    editor.text_document_did_change(_changes(uri, 2, ((7, 0), (7, 0), "z")))  # two lines past the end
+    with pytest.raises(JsonRpcException, match="resent.py is out of sync.*past the end of the document"):
+        await editor.text_document_inline_completion_async(_inline_params(uri, 1, 4))
+    editor.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=AREA + "\n    return ")]))
+    result = await editor.text_document_inline_completion_async(_inline_params(uri, 2, 11))
+    assert result is not None and result.items, result
+    assert len(_sync_messages(editor, "resent.py")) == 1

@@ -5,12 +5,12 @@ import json
 import pytest
 
 from loopcoder.lsp.cli import main
-from loopcoder.lsp.features.ci_review import analyzers
+from loopcoder.lsp.features import analyzers
 
 from .conftest import SQL_LINE, git
 
 needs_analyzers = pytest.mark.skipif(not (analyzers.executable("ruff") and analyzers.executable("bandit")),
-                                     reason="ruff and bandit are in the dev extra")
+                                     reason="ruff and bandit are dependencies of loopcoder: reinstall it")
 
 
 def review(capsys, *argv):

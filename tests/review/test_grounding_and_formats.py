@@ -1,4 +1,5 @@
-"""ruff and bandit on the changed lines, merging with the model's findings, and the three formats."""
+"""ruff and bandit on the changed lines, and the three formats (ruff's fixes and the merge themselves:
+tests/lsp/test_analyzers.py, tests/lsp/test_findings.py)."""
 
 import json
 from importlib import resources
@@ -6,14 +7,15 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from loopcoder.lsp.features.ci_review import analyzers, diff, formats
-from loopcoder.lsp.features.ci_review.findings import Report, ReviewFinding, merge
-from loopcoder.lsp.features.ci_review.review import ReviewOptions, exit_status, review_changes
+from loopcoder.lsp.features import analyzers
+from loopcoder.lsp.features.ci_review import diff, formats
+from loopcoder.lsp.features.ci_review.review import Report, ReviewOptions, exit_status, review_changes
+from loopcoder.lsp.features.findings import ReviewFinding
 
 from .conftest import SQL_LINE, UNUSED_IMPORT_LINE
 
 needs_analyzers = pytest.mark.skipif(not (analyzers.executable("ruff") and analyzers.executable("bandit")),
-                                     reason="ruff and bandit are in the dev extra")
+                                     reason="ruff and bandit are dependencies of loopcoder: reinstall it")
 
 
 def sarif_schema() -> dict:
@@ -44,36 +46,9 @@ def test_findings_on_unchanged_lines_are_left_out(seeded_repo):
     assert analyzers_only(seeded_repo).findings == []  # B608 and F401 sit on lines this change did not touch
 
 
-def test_ruff_fix_edits_become_whole_lines():
-    text = "a = 1\nif x == None:\n    pass\n"
-    edit = [{"content": "is", "location": {"row": 2, "column": 6}, "end_location": {"row": 2, "column": 8}}]
-    assert analyzers.apply_fix(text, edit) == (2, 2, "if x is None:")
-    delete = [{"content": "", "location": {"row": 1, "column": 1}, "end_location": {"row": 2, "column": 1}}]
-    assert analyzers.apply_fix(text, delete) == (1, 1, "")
-    assert analyzers.apply_fix(text, []) is None
-
-
 def _finding(**kw):
     base = dict(path="app.py", line=10, end_line=10, severity="warning", category="security", message="m")
     return ReviewFinding(**{**base, **kw})
-
-
-def test_merge_keeps_the_model_words_the_analyzer_rule_and_the_higher_severity():
-    model = _finding(severity="error", message="The query concatenates user input: SQL injection.",
-                     replacement="    query = \"SELECT * FROM users WHERE name = ?\"")
-    bandit = _finding(message="Possible SQL injection vector.", rules=("bandit:B608",), sources=("bandit",))
-    [merged] = merge([bandit, model, model])
-    assert merged.severity == "error" and merged.rules == ("bandit:B608",)
-    assert merged.sources == ("bandit", "loopcoder") and merged.replacement == model.replacement
-    assert merged.message.startswith("The query concatenates") and "B608" in merged.message
-    assert len(merge([model, _finding(category="style")])) == 2
-
-
-def test_findings_refuse_bad_ranges():
-    with pytest.raises(ValueError):
-        _finding(line=5, end_line=4)
-    with pytest.raises(ValueError):
-        _finding(category="correctness")
 
 
 def test_fail_on_thresholds():

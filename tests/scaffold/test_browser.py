@@ -1,7 +1,7 @@
 """A generated form in a real browser: Debian's chromium under Playwright (the Makefile installs
 it). The browser's own validation stops an empty required field, a valid record saved through
-the form appears in the list below it, and the page is saved to docs/img/scaffold_form.png for
-docs/scaffold.md."""
+the form appears in the list below it; `make docs-images` saves the page as
+docs/img/scaffold_form.png for docs/scaffold.md."""
 
 from pathlib import Path
 
@@ -11,14 +11,13 @@ from .apps import render_into, running
 from .specs import REPAIRS_ZH
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "scaffold_form.png"
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed: `make test` installs it"),
 ]
 
 
-def test_the_generated_form_validates_and_saves_in_chromium(tmp_path):
+def test_the_generated_form_validates_and_saves_in_chromium(tmp_path, screenshot_path):
     playwright = pytest.importorskip("playwright.sync_api")
     manifest = render_into(tmp_path, REPAIRS_ZH)
     with running(tmp_path, manifest) as base, playwright.sync_playwright() as p:
@@ -42,7 +41,6 @@ def test_the_generated_form_validates_and_saves_in_chromium(tmp_path):
             row = page.locator("#records tbody tr", has_text="EQ-0042")
             row.wait_for(timeout=15000)
             assert "机械故障" in row.inner_text() and "王工" in row.inner_text()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot_path("scaffold_form.png")), full_page=True)
         finally:
             browser.close()

@@ -18,7 +18,9 @@ from typing import TextIO
 
 from loopcoder.engine.hardware import package_version
 
-from .findings import SEVERITY_RANK, Report, ReviewFinding
+from loopcoder.lsp.features.findings import SEVERITY_RANK, ReviewFinding
+
+from .review import Report
 
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}

@@ -16,12 +16,13 @@ from typing import Callable
 
 from loopcoder.engine.engine import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.lsp.features.actions import ActionOptions, _fits, _fix, chat_ids, finding_schema, findings_answer
+from loopcoder.lsp.features.actions import ActionOptions, chat_ids, fit_prompt
+from loopcoder.lsp.features.findings import ReviewFinding
+from loopcoder.lsp.features.findings_answer import finding_schema, findings_answer, indented_fix
 from loopcoder.lsp.features.prose import drop_repeats, whole_sentences
 
 from .context import hunk_context, language_of
 from .diff import ChangedFile, DiffLine, Hunk
-from .findings import ReviewFinding
 
 CI_REVIEW_SYSTEM = (
     "You are a meticulous senior code reviewer of pull requests. Review only the changed lines, marked `+`; "
@@ -105,7 +106,7 @@ def review_file(engine: EngineAPI, key: str, changed: ChangedFile, analyzer_find
         on_hunk = [f for f in analyzer_findings if f.line in hunk.added]
         instruction, material = hunk_prompt(changed, hunk, on_hunk)
         try:
-            ids = _fits(engine, chat_ids(engine, CI_REVIEW_SYSTEM, instruction, material, examples=(EXAMPLE,)),
+            ids = fit_prompt(engine, chat_ids(engine, CI_REVIEW_SYSTEM, instruction, material, examples=(EXAMPLE,)),
                         options, f"the review of {changed.path} lines {hunk.first}-{hunk.last}")
         except InvalidRequestError as e:
             notes.append(f"{changed.path}:{hunk.first}: not reviewed by the model: {e}")
@@ -130,6 +131,6 @@ def findings_of(value: dict, path: str, hunk: Hunk, new_lines: list[str]) -> lis
             continue
         original = [texts.get(n) or (new_lines[n - 1] if n <= len(new_lines) else "") for n in range(first, last + 1)]
         indent = original[0][: len(original[0]) - len(original[0].lstrip())]
-        replacement = _fix(item["replacement"], "\n".join(original), indent)
+        replacement = indented_fix(item["replacement"], "\n".join(original), indent)
         found.append(ReviewFinding(path, first, last, item["severity"], item["category"], message, replacement))
     return found

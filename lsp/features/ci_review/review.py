@@ -7,20 +7,30 @@ run with `model=False`, needs no engine at all.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from loopcoder.engine.engine import EngineAPI
 from loopcoder.lsp.features.actions import ActionOptions
+from loopcoder.lsp.features.analyzers import run_analyzers
+from loopcoder.lsp.features.findings import ReviewFinding, at_least, merge
 
-from .analyzers import run_analyzers
-from .diff import ChangeSet
-from .findings import Report, ReviewFinding, at_least, merge
+from .diff import ChangedFile, ChangeSet
 from .model_review import review_file
 
 log = logging.getLogger(__name__)
 
 FAIL_ON = ("error", "warning", "info", "never")
+
+
+@dataclass
+class Report:
+    findings: list[ReviewFinding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the files reviewed
+    notes: list[str] = field(default_factory=list)  # what the reader should know: a skipped hunk, a missing analyzer
+    analyzers: list[str] = field(default_factory=list)  # those that ran, with versions: ["ruff 0.17.6"]
+    model: str = ""  # the model that reviewed, "" when none did
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ def review_changes(changes: ChangeSet, engine_factory: Callable[[], EngineAPI] |
     report = Report(files=[f.path for f in changes.files])
     found: list[ReviewFinding] = []
     if options.analyzers:
-        grounded, report.analyzers = run_analyzers(changes.files, changes.root, report.notes)
+        grounded, report.analyzers = analyzers_on_changed_lines(changes.files, changes.root, report.notes)
         found += grounded
     if options.model and changes.files and engine_factory is not None:
         engine = engine_factory()
@@ -50,6 +60,14 @@ def review_changes(changes: ChangeSet, engine_factory: Callable[[], EngineAPI] |
                                  report.notes)
     report.findings = merge(found)
     return report
+
+
+def analyzers_on_changed_lines(files: list[ChangedFile], root: Path,
+                               notes: list[str]) -> tuple[list[ReviewFinding], list[str]]:
+    """The analyzers' findings on the lines the change set adds or changes, and the analyzers that ran."""
+    found, ran = run_analyzers({f.path: f.text for f in files if f.text is not None}, root, notes)
+    added = {f.path: f.added for f in files}
+    return [f for f in found if f.line in added[f.path]], ran
 
 
 def exit_status(report: Report, fail_on: str) -> int:

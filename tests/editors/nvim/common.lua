@@ -12,6 +12,21 @@ M.ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n'
 -- The canonical review case, docs/examples/flask_app.py (the demo and the Python tests use it too).
 M.FLASK = table.concat(vim.fn.readfile(assert(os.getenv('LOOPCODER_NVIM_EXAMPLES')) .. '/flask_app.py'), '\n') .. '\n'
 
+-- No final newline: Neovim's edits below its last line reach one line past the server's last line.
+M.AREA = 'def area(width, height):\n    """Return the area of a rectangle."""'
+M.TYPED_BELOW = '    return ' -- typed after `Go`: the model goes on with the area
+
+--- Record every window/showMessage from the server, in order, as results.messages (a lost sync shows one).
+function M.record_messages()
+  local shown = {}
+  M.results.messages = shown
+  vim.lsp.handlers['window/showMessage'] = function(_, params)
+    table.insert(shown, params)
+    M.write()
+  end
+  return shown
+end
+
 function M.write()
   local file = assert(io.open(M.results_path, 'w'))
   file:write(vim.fn.json_encode(M.results))

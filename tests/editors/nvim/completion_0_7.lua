@@ -1,9 +1,12 @@
 -- Neovim 0.7: start the server with vim.lsp.start_client, ask textDocument/completion
--- after `return `, apply the item's textEdit; then the review. Results go to a JSON file.
+-- after `return `, apply the item's textEdit; then `Go` and typing below the last line of a
+-- file without a final newline, and a completion there; then the review. Results go to a
+-- JSON file.
 local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h')
 local common = dofile(here .. '/common.lua')
 
 local client
+local shown = common.record_messages()
 
 common.step('start', function(out)
   local client_id = assert(vim.lsp.start_client({
@@ -34,6 +37,24 @@ if client and client.initialized then
     local item = assert(out.items[1], 'no completion item')
     vim.lsp.util.apply_text_edits({ item.textEdit }, bufnr, client.offset_encoding)
     out.line = vim.api.nvim_buf_get_lines(bufnr, 2, 3, true)[1]
+  end)
+
+  common.step('no_final_newline', function(out)
+    local bufnr = common.open('no_final_newline.py', common.AREA)
+    attach(bufnr)
+    vim.bo[bufnr].autoindent = false -- the typed spaces are all the indent
+    vim.bo[bufnr].indentexpr = ''
+    out.eol = vim.bo[bufnr].eol
+    local seen = #shown
+    vim.api.nvim_feedkeys('Go' .. common.TYPED_BELOW, 'xt', false) -- typed at once, back in normal mode
+    out.lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, true)
+    -- The request sends the pending didChange first.
+    local position = { line = 2, character = #common.TYPED_BELOW }
+    local result = common.request(client, 'textDocument/completion',
+      { textDocument = { uri = vim.uri_from_bufnr(bufnr) }, position = position }, 60000, bufnr)
+    out.position = position
+    out.items = result and (result.items or result) or {}
+    out.messages = vim.list_slice(shown, seen + 1)
   end)
 
   common.step('review', function(out)

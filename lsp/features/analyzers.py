@@ -1,13 +1,16 @@
-"""Grounding: ruff and bandit on the changed Python files, their findings kept on changed lines.
+"""Static analyzers: ruff and bandit on Python files, their results as review findings.
 
-The new files are written to a temporary tree (the head of `--git` need not be checked
-out), with the repository's own ruff and bandit configuration files beside them, and
-each analyzer runs once over all of them. An analyzer that is not installed is noted in
-the report, not an error: the review goes on without it.
+The files are written to a temporary tree (the head of `loopcoder review --git` need not
+be checked out, and an editor's buffer need not be saved), with the ruff configuration
+that applies to them copied beside them, and each analyzer runs once over all of them.
+An analyzer that is not installed is noted, not an error: the review goes on without it.
+Both reviews ground the model in these findings: `loopcoder review` in CI keeps those on
+changed lines, the editor's review those on the reviewed lines.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -15,7 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .diff import ChangedFile
 from .findings import ReviewFinding
 
 CONFIG_FILES = ("pyproject.toml", "ruff.toml", ".ruff.toml")  # ruff finds its settings beside the files
@@ -30,22 +32,43 @@ def executable(name: str) -> str | None:
     return str(beside) if beside.is_file() else shutil.which(name)
 
 
-def run_analyzers(files: list[ChangedFile], root: Path, notes: list[str]) -> tuple[list[ReviewFinding], list[str]]:
-    """Findings of ruff and bandit on the changed lines of `files`, and the analyzers that ran."""
-    python = [f for f in files if f.path.endswith(PYTHON_SUFFIXES) and f.text is not None]
+def ruff_settings_folder(path: Path) -> Path | None:
+    """The folder whose ruff settings apply to the file `path`: the nearest one above it with a
+    `.ruff.toml`, a `ruff.toml`, or a `pyproject.toml` that has a `[tool.ruff]` table (ruff's own
+    rule); None when there is none (ruff's defaults apply)."""
+    for folder in path.parents:
+        if (folder / ".ruff.toml").is_file() or (folder / "ruff.toml").is_file():
+            return folder
+        try:
+            if "[tool.ruff" in (folder / "pyproject.toml").read_text(encoding="utf-8", errors="replace"):
+                return folder
+        except OSError:  # no pyproject.toml here, or one we may not read
+            continue
+    return None
+
+
+def run_analyzers(files: dict[str, str], settings: Path | None,
+                  notes: list[str]) -> tuple[list[ReviewFinding], list[str]]:
+    """Findings of ruff and bandit on the Python files among `files` (path -> text, paths relative to
+    `settings`), and the analyzers that ran, with their versions.
+
+    `settings` is the folder whose ruff configuration files are copied beside the files; None
+    for ruff's defaults. An analyzer that is missing or fails adds a line to `notes`.
+    """
+    python = {path: text for path, text in files.items() if path.endswith(PYTHON_SUFFIXES)}
     if not python:
         return [], []
     found: list[ReviewFinding] = []
     ran: list[str] = []
     with tempfile.TemporaryDirectory(prefix="loopcoder-review-") as tmp:
         tree = Path(tmp)
-        for name in CONFIG_FILES:
-            if (root / name).is_file():
-                shutil.copyfile(root / name, tree / name)
-        for f in python:
-            (tree / f.path).parent.mkdir(parents=True, exist_ok=True)
-            (tree / f.path).write_text(f.text, encoding="utf-8")
-        paths = [f.path for f in python]
+        for name in CONFIG_FILES if settings is not None else ():
+            if (settings / name).is_file():
+                shutil.copyfile(settings / name, tree / name)
+        for path, text in python.items():
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_text(text, encoding="utf-8")
+        paths = list(python)
         for name, command, parse in (
             ("ruff", ["check", "--output-format", "json", "--no-cache", "--exit-zero", "--force-exclude", *paths],
              ruff_findings),
@@ -60,8 +83,7 @@ def run_analyzers(files: list[ChangedFile], root: Path, notes: list[str]) -> tup
                 continue
             ran.append(f"{name} {_version(exe)}")
             found += parse(output, tree)
-    by_path = {f.path: f for f in python}
-    return [f for f in found if f.path in by_path and f.line in by_path[f.path].added], ran
+    return [f for f in found if f.path in python], ran
 
 
 def _run(name: str, argv: list[str], cwd: Path, notes: list[str]) -> dict | list | None:
@@ -70,14 +92,19 @@ def _run(name: str, argv: list[str], cwd: Path, notes: list[str]) -> dict | list
     except (OSError, subprocess.TimeoutExpired) as e:
         notes.append(f"{name} could not run: {e}")
         return None
+    output = done.stdout.decode("utf-8", "replace").strip()
     try:
-        return json.loads(done.stdout.decode("utf-8", "replace") or "null")
+        if output:  # both print JSON whenever they ran, "[]" for no findings
+            return json.loads(output)
     except json.JSONDecodeError:
-        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        notes.append(f"{name} failed (exit {done.returncode}): {error[-1] if error else 'no output'}")
-        return None
+        pass
+    error = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    said = " ".join(dict.fromkeys(error[:2] + error[-1:]))  # ruff: its first causes; a traceback: its error
+    notes.append(f"{name} failed (exit {done.returncode}): {said or 'no output'}")
+    return None
 
 
+@functools.lru_cache(maxsize=None)
 def _version(exe: str) -> str:
     try:
         out = subprocess.run([exe, "--version"], capture_output=True, timeout=30).stdout.decode().split()

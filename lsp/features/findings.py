@@ -1,21 +1,25 @@
-"""The one finding type of a CI review, whoever found it (the model, ruff, bandit), and merging."""
+"""The one finding type of a review, whoever found it (the model, ruff, bandit), and merging.
+
+Both reviews use it: `loopcoder review` in CI (`ci_review`) and the editor's review
+(`review`), so a finding the analyzers and the model agree on reads the same in both.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from loopcoder.lsp.features.actions import CATEGORIES, SEVERITIES
-
+SEVERITIES = ("error", "warning", "info")
+CATEGORIES = ("security", "bug", "performance", "style")
 SEVERITY_RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # error 3, warning 2, info 1
 
 
 @dataclass(frozen=True)
 class ReviewFinding:
-    path: str  # relative to the repository root, '/'-separated
+    path: str  # relative to the repository root, '/'-separated (the editor: the document's name)
     line: int  # 1-based, in the new file
     end_line: int  # inclusive; == line for one line
-    severity: str  # one of actions.SEVERITIES
-    category: str  # one of actions.CATEGORIES
+    severity: str  # one of SEVERITIES
+    category: str  # one of CATEGORIES
     message: str
     replacement: str | None = None  # replaces lines line..end_line ("" deletes them); None: no fix
     rules: tuple[str, ...] = ()  # analyzer rule ids, e.g. ("bandit:B608",); () for the model alone
@@ -71,11 +75,3 @@ def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 def at_least(findings: list[ReviewFinding], severity: str) -> list[ReviewFinding]:
     return [f for f in findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[severity]]
 
-
-@dataclass
-class Report:
-    findings: list[ReviewFinding] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)  # the files reviewed
-    notes: list[str] = field(default_factory=list)  # what the reader should know: a skipped hunk, a missing analyzer
-    analyzers: list[str] = field(default_factory=list)  # those that ran, with versions: ["ruff 0.17.6"]
-    model: str = ""  # the model that reviewed, "" when none did
