@@ -50,7 +50,7 @@ $(NEOVIM_012_STAMP): | $(STAMP)
 # which the wheel ships; linked into .venv so this venv's `jupyter lab` loads this checkout's build.
 LABEXT_SRC := jupyter_ext/labextension-src
 LABEXT_STAMP := jupyter_ext/labextension/.built
-LABEXT_INPUTS := $(LABEXT_SRC)/package.json $(LABEXT_SRC)/yarn.lock $(LABEXT_SRC)/tsconfig.json \
+LABEXT_INPUTS := $(LABEXT_SRC)/package.json $(LABEXT_SRC)/yarn.lock $(LABEXT_SRC)/tsconfig.json $(LABEXT_SRC)/webpack.config.js \
 	$(wildcard $(LABEXT_SRC)/src/*.ts $(LABEXT_SRC)/schema/*.json $(LABEXT_SRC)/style/*)
 # The browser tests/jupyter/test_browser.py drives (Playwright's own browser download is blocked here).
 CHROMIUM := /usr/bin/chromium
