@@ -33,7 +33,7 @@ from pathlib import Path
 
 from common import fmt, machine_info, markdown_table, percentile, save_figure, write_json
 
-from loopcoder.engine.client import DaemonClient
+from loopcoder.engine.serving.client import DaemonClient
 from loopcoder.engine.sampling import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]

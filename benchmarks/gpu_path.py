@@ -234,7 +234,8 @@ def figure_prefill(setup: Setup, args) -> dict:
 
 
 def aggregate_tokens_per_s(engine, setup: Setup, batch: int, context: int, tokens: int) -> float:
-    from loopcoder.engine.engine import FinishReason, GenerationResult, Usage
+    from loopcoder.engine.api import GenerationResult, Usage
+    from loopcoder.engine.sampling import FinishReason
     from loopcoder.engine.sampling import SamplingParams
     from loopcoder.engine.scheduler import Work
 

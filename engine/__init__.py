@@ -11,22 +11,22 @@ The stable Python hook (outside checks rely on it)::
 
 import importlib
 
+from .api import EngineAPI, GenerationResult
 from .config import ModelConfig
 from .errors import LoopcoderError
+from .sampling import SamplingParams
 
-# The rest loads on first use (PEP 562), so that importing a light module of the engine
-# (errors, config, protocol) does not import torch, triton and every model: the CLI parses
-# its arguments and the thin clients start without them (`loopcoder engine --help`: 0.04 s
-# against 2.2 s).
-_LAZY = {
-    "Engine": ".engine", "EngineConfig": ".engine", "GenerationResult": ".engine",
+# The runtime loads on first use (PEP 562): every module of the engine, the thin client in
+# engine/serving/ among them, imports this package first, and the client must start without
+# torch, triton and the models (tests/test_layout.py). The hook above still reads as one import.
+_RUNTIME = {
+    "Engine": ".engine", "EngineConfig": ".engine",
     "default_model_path": ".loader", "load_model": ".loader", "random_model": ".loader",
-    "SamplingParams": ".sampling",
 }
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
+    module = _RUNTIME.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
@@ -36,6 +36,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Engine",
+    "EngineAPI",
     "EngineConfig",
     "GenerationResult",
     "LoopcoderError",

@@ -13,15 +13,23 @@ the caller's thread drives the steps until its request is done.
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from .config import ModelConfig
-from .errors import CancelledError, IncompleteOutputError, InvalidRequestError, KVCacheOutOfMemoryError, TokenizerError
+from .api import (
+    CancelCheck,
+    EngineAPI,
+    GenerationResult,
+    Priority,
+    StopPredicate,
+    TokenCallback,
+    Usage,
+    as_id_list,
+)
+from .errors import InvalidRequestError, KVCacheOutOfMemoryError, TokenizerError
 from .kv_cache import BlockPool, CacheConfig, KVCache
 from .cuda_graphs import cuda_graphs_blocker
 from .model_runner import ModelRunner, kernel_errors
@@ -29,13 +37,10 @@ from .models.llama import LlamaForCausalLM
 from .quantization import weight_bytes
 from .sampling import FinishReason, SamplingParams
 from .sampling.grammar import GrammarConstraint, GrammarVocab
-from .scheduler import CancelCheck, Priority, Scheduler, StopPredicate, TokenCallback, Work
+from .scheduler import Scheduler, Work
 from .sessions import DocumentSession, SessionCache
 from .token_healing import TokenTexts
 from .tokenizer import Tokenizer
-
-
-JSON_MAX_NEW_TOKENS = 512  # generate_json's budget when the caller gives no params
 
 
 @dataclass(frozen=True)
@@ -52,71 +57,8 @@ class EngineConfig:
     precision: str = ""  # why this dtype and weight quantization were chosen (loader.resolve_precision)
 
 
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens whose K/V were reused
-    prefill_tokens: int = 0  # prompt tokens computed now
-    generated_tokens: int = 0
-
-
-@dataclass
-class Timings:
-    prefill_s: float = 0.0
-    first_token_s: float = 0.0
-    total_s: float = 0.0
-
-
-@dataclass
-class GenerationResult:
-    token_ids: list[int]
-    text: str
-    finish_reason: FinishReason
-    usage: Usage = field(default_factory=Usage)
-    timings: Timings = field(default_factory=Timings)
-
-
 def _never() -> bool:
     return False
-
-
-def as_id_list(token_ids) -> list[int]:
-    """Token ids from a list, any sequence, or a tensor of any shape."""
-    if isinstance(token_ids, torch.Tensor):
-        return token_ids.flatten().tolist()
-    return list(token_ids)
-
-
-class EngineAPI:
-    """What front ends call, in process (`Engine`) or across a socket (`engine.client`):
-    `tokenizer`, `model_config.max_position_embeddings`, `generate_for`, `generate_json`,
-    `prefill`, `close` and `stats`."""
-
-    def generate_for(self, key: str, token_ids: list[int], params: SamplingParams, on_token=None, cancelled=None,
-                     **kwargs: Any) -> GenerationResult:
-        raise NotImplementedError
-
-    def generate_json(self, key: str, token_ids: list[int], schema: dict, params: SamplingParams | None = None,
-                      **kwargs: Any) -> tuple[Any, GenerationResult]:
-        """Generate a JSON value valid under `schema` (it replaces `params.json_schema`); returns it parsed.
-
-        `params` defaults to greedy with max_new_tokens=JSON_MAX_NEW_TOKENS; `kwargs` go to
-        `generate_for`. Raises IncompleteOutputError when the token budget, a stop string or
-        `stop_when` ended generation before the value was complete, CancelledError on cancel.
-        """
-        params = replace(params or SamplingParams(max_new_tokens=JSON_MAX_NEW_TOKENS), json_schema=schema)
-        result = self.generate_for(key, token_ids, params, **kwargs)
-        generated = f"after {len(result.token_ids)} generated tokens"
-        if result.finish_reason is FinishReason.CANCELLED:
-            raise CancelledError(f"JSON generation was cancelled {generated}")
-        if result.finish_reason is FinishReason.LENGTH:
-            raise IncompleteOutputError(f"JSON output incomplete: max_new_tokens={params.max_new_tokens} "
-                                        f"was reached {generated}; allow more tokens")
-        try:
-            return json.loads(result.text), result
-        except json.JSONDecodeError as exc:
-            raise IncompleteOutputError(f"JSON output incomplete: a stop string or stop_when ended generation "
-                                        f"{generated}") from exc
 
 
 @dataclass(frozen=True)

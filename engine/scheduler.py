@@ -34,33 +34,26 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
+from .api import CancelCheck, Priority, StopPredicate, TokenCallback
 from .errors import InternalError, KVCacheOutOfMemoryError
 from .model_runner import StepInput
-from .sampling import FinishReason, Sampler, SamplingParams, StopChecker
+from .sampling import FinishReason, SamplingParams, StopChecker
+from .sampling.sampler import Sampler
 from .sampling.grammar import GrammarConstraint
 from .sessions import DocumentSession
 from .token_healing import restrict_to
 
 if TYPE_CHECKING:
-    from .engine import Engine, GenerationResult
+    from .api import GenerationResult
+    from .engine import Engine
 
 log = logging.getLogger(__name__)
 
-TokenCallback = Callable[[int, str], None]  # (token id, text delta that is safe to show)
-CancelCheck = Callable[[], bool]
-StopPredicate = Callable[[str], bool]
-
 FAIRNESS_DECAY_STEPS = 64  # every this many steps, each client's served-token count halves
-
-
-class Priority(IntEnum):
-    INTERACTIVE = 0  # inline completions: a user waits with the cursor still
-    ACTION = 1  # reviews, explanations, hints, edits, scaffolding
-    BACKGROUND = 2  # pre-warming a document nobody is waiting on yet
 
 
 class _State(IntEnum):

@@ -5,6 +5,9 @@ ends in a token the model rarely saw in that position, and completions suffer. T
 fix (as in Microsoft's guidance): drop the last prompt token, and constrain the first
 generated token to ones whose text starts with the dropped text. The dropped text is
 then cut from what the client sees.
+
+The front end's half, `tokenizer.split_last_token`, drops the token; this module is the
+engine's half, which constrains the first sampled token.
 """
 
 from __future__ import annotations
@@ -29,16 +32,6 @@ class TokenTexts:
             size = min(self._vocab_size, self._tokenizer.vocab_size)
             self._texts = ["" if i in special else self._tokenizer.decode([i]) for i in range(size)]
         return torch.tensor([i for i, t in enumerate(self._texts) if t.startswith(prefix) and t], dtype=torch.int64)
-
-
-def split_last_token(tokenizer: Tokenizer, ids: list[int]) -> tuple[list[int], str]:
-    """(ids without the last token, that token's text), or (ids, "") when it can't be healed."""
-    if len(ids) < 2 or ids[-1] in tokenizer.special_ids:
-        return ids, ""
-    text = tokenizer.decode(ids[-1:])
-    if not text or "\ufffd" in text:  # part of a multi-byte character: leave it alone
-        return ids, ""
-    return ids[:-1], text
 
 
 def restrict_to(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

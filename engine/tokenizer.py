@@ -420,3 +420,16 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
 
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
+
+
+def split_last_token(tokenizer: Tokenizer, ids: list[int]) -> tuple[list[int], str]:
+    """(ids without the last token, that token's text), or (ids, "") when it can't be healed.
+
+    Token healing's front-end half (engine/token_healing.py): the caller sends the shorter
+    prompt with the dropped text as `healed_text`."""
+    if len(ids) < 2 or ids[-1] in tokenizer.special_ids:
+        return ids, ""
+    text = tokenizer.decode(ids[-1:])
+    if not text or "\ufffd" in text:  # part of a multi-byte character: leave it alone
+        return ids, ""
+    return ids[:-1], text

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from jupyter_server.extension.application import ExtensionApp
-from loopcoder.engine.engine import EngineAPI, Usage
+from loopcoder.engine.api import EngineAPI, Usage
 from loopcoder.lsp.features.engine_loading import LazyEngine
 from loopcoder.lsp.features.requests import RequestTracker
 from loopcoder.lsp.features.settings import BACKENDS, ServerSettings

@@ -343,7 +343,7 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    from loopcoder.engine.daemon import default_socket_path
+    from loopcoder.engine.serving.daemon import default_socket_path
 
     return args.socket or default_socket_path()
 
@@ -366,8 +366,8 @@ def _model_argv(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    from loopcoder.engine import daemon
-    from loopcoder.engine.client import AutoStart, DaemonClient
+    from loopcoder.engine.serving import daemon
+    from loopcoder.engine.serving.client import AutoStart, DaemonClient
     from loopcoder.engine.errors import EngineUnavailableError, InvalidRequestError
 
     path = _socket(args)
@@ -394,7 +394,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         return 0
     http = token = None
     if args.http:  # checked before the model loads: a bad address fails at once
-        from loopcoder.engine.http import check_bind, parse_address, read_token_file
+        from loopcoder.engine.serving.http import check_bind, parse_address, read_token_file
 
         http = parse_address(args.http)
         token = read_token_file(args.http_token_file) if args.http_token_file else None
@@ -452,7 +452,7 @@ def _launch_tensor_parallel(args: argparse.Namespace):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from loopcoder.engine.client import DaemonClient
+    from loopcoder.engine.serving.client import DaemonClient
     from loopcoder.engine.errors import EngineUnavailableError
 
     path = _socket(args)

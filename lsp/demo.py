@@ -240,7 +240,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _stop_engine(socket_path: Path) -> None:
-    from loopcoder.engine.client import DaemonClient
+    from loopcoder.engine.serving.client import DaemonClient
     from loopcoder.engine.errors import LoopcoderError
 
     if not socket_path.exists():

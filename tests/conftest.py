@@ -48,7 +48,7 @@ def private_engine_socket(tmp_path_factory):
     os.environ["LOOPCODER_SOCKET"] = str(path)
     yield path
     if path.exists():
-        from loopcoder.engine.client import DaemonClient
+        from loopcoder.engine.serving.client import DaemonClient
 
         try:
             DaemonClient(path, client_name="pytest teardown").shutdown()

@@ -20,30 +20,10 @@ import torch
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
 from ..errors import ConstrainedDecodingError, InvalidRequestError, TokenizerError
+from .schema import PARSER_LIMITS, json_schema_grammar
 
 if TYPE_CHECKING:
     from ..tokenizer import Tokenizer
-
-# Fixed separators, as json.dumps writes them, instead of free whitespace: a sampled model
-# could otherwise spend its whole budget on newlines. A schema's "x-guidance" overrides these.
-_JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-# Without this, llguidance appends its parser state and the whole grammar to each message.
-_LIMITS = llguidance.LLParserLimits(verbose_errors=False)
-
-
-def json_schema_grammar(schema: object) -> str:
-    """llguidance's grammar for a JSON schema; InvalidRequestError, with llguidance's reason, if it rejects it."""
-    if not isinstance(schema, dict):
-        raise InvalidRequestError(f"json_schema must be a JSON object (a dict), not {type(schema).__name__}")
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_OPTIONS)
-    except ValueError as exc:  # a value JSON cannot hold, such as a set
-        raise InvalidRequestError(f"json_schema is not JSON: {exc}") from exc
-    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, limits=_LIMITS)
-    if is_error:
-        raise InvalidRequestError(f"json_schema is not supported: {messages[0]}")
-    return grammar
-
 
 class GrammarVocab:
     """llguidance's tokenizer for one engine: the token trie plus the model's vocab size.
@@ -70,7 +50,7 @@ class GrammarConstraint:
 
     def __init__(self, vocab: GrammarVocab, grammar: str):
         self._vocab = vocab
-        self._matcher = llguidance.LLMatcher(vocab.ll_tokenizer, grammar, log_level=0, limits=_LIMITS)
+        self._matcher = llguidance.LLMatcher(vocab.ll_tokenizer, grammar, log_level=0, limits=PARSER_LIMITS)
         if self._matcher.is_error():
             raise InvalidRequestError(f"json_schema is not supported: {self._matcher.get_error()}")
         self._bitmask = allocate_token_bitmask(1, vocab.ll_tokenizer.vocab_size)  # (1, words) int32

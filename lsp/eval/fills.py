@@ -5,7 +5,7 @@
   rules and post-processing. Generation and multi-line holes are explicit (multi-line)
   requests; single-line holes are what an automatic trigger gets: one line.
 * `RawFill` sends the plain-text encoding of the prefix (FIM around the suffix for a
-  model that has FIM tokens) to `Engine.generate_for`, greedy, with only a token limit
+  model that has FIM tokens) to `EngineAPI.generate_for`, greedy, with only a token limit
   and simple stop strings: no token healing, no dedent stop, no post-processing. Its
   score against `EditorFill`'s is what our processing adds or loses.
 * `canonical_fill` returns the reference solution: every task must pass with it.
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from loopcoder.engine.engine import Engine, GenerationResult
+from loopcoder.engine.api import EngineAPI, GenerationResult
 from loopcoder.engine.sampling import SamplingParams
 from loopcoder.lsp.features.completion import CompletionOptions, complete
 
@@ -56,7 +56,7 @@ def canonical_fill(task: Task) -> Candidate:
 
 
 class _ModelFill:
-    def __init__(self, engine: Engine, max_tokens: int | None = None) -> None:
+    def __init__(self, engine: EngineAPI, max_tokens: int | None = None) -> None:
         self.engine = engine
         self.max_tokens = max_tokens  # None: DEFAULT_MAX_TOKENS of the task's kind
         self._key: str | None = None

@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
+from loopcoder.engine.api import CancelCheck, EngineAPI, GenerationResult, Priority
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import SamplingParams
-from loopcoder.engine.scheduler import Priority
 
 EDIT_EXTRA_CHARS = 400  # an edit may add this much beyond twice the selection
 _CODE = "\x00loopcoder-code\x00"  # stands for the code while the chat template renders
@@ -66,7 +65,7 @@ EDIT_SCHEMA = {
 }
 
 
-def chat_ids(engine: Engine, system: str, before: str, code: str, after: str = "",
+def chat_ids(engine: EngineAPI, system: str, before: str, code: str, after: str = "",
              examples: tuple[tuple[str, str], ...] = ()) -> list[int]:
     """Prompt ids of a system turn, example exchanges, and a user turn `before + code + after`,
     ready for the answer.
@@ -115,7 +114,7 @@ def checked_span(lines: list[str], span: Span | None) -> Span:
     return span
 
 
-def fit_prompt(engine: Engine, ids: list[int], options: ActionOptions, what: str) -> list[int]:
+def fit_prompt(engine: EngineAPI, ids: list[int], options: ActionOptions, what: str) -> list[int]:
     """`ids`, when the prompt leaves room for the answer; else an error that says to select less."""
     limit = min(options.context_tokens + 1024, engine.model_config.max_position_embeddings - options.max_new_tokens)
     if len(ids) > limit:
@@ -150,7 +149,7 @@ def token_counter(progress: Progress | None):
 # -- explain -----------------------------------------------------------------------
 
 
-def explain(engine: Engine, key: str, text: str, span: Span | None = None, language: str = "",
+def explain(engine: EngineAPI, key: str, text: str, span: Span | None = None, language: str = "",
             options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
             progress: Progress | None = None) -> str:
     """A markdown explanation of lines `span` of `text`."""
@@ -174,7 +173,7 @@ def drop_repeat_paragraphs(markdown: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
-def _chat(engine: Engine, key: str, ids: list[int], options: ActionOptions, cancelled: CancelCheck | None,
+def _chat(engine: EngineAPI, key: str, ids: list[int], options: ActionOptions, cancelled: CancelCheck | None,
           progress: Progress | None, max_new_tokens: int | None = None, seed: int | None = None,
           stop: tuple[str, ...] = ()) -> GenerationResult:
     tokens = min(options.max_new_tokens, max_new_tokens or options.max_new_tokens)
@@ -200,7 +199,7 @@ def _fence(code: str) -> str:
 # -- edit ---------------------------------------------------------------------------------
 
 
-def edit(engine: Engine, key: str, text: str, start: int, end: int, instruction: str, language: str = "",
+def edit(engine: EngineAPI, key: str, text: str, start: int, end: int, instruction: str, language: str = "",
          options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
          progress: Progress | None = None) -> str:
     """The text that replaces `text[start:end]` so that it follows `instruction`."""

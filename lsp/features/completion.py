@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from loopcoder.engine.engine import CancelCheck, Engine, GenerationResult
+from loopcoder.engine.api import CancelCheck, EngineAPI, GenerationResult
 from loopcoder.engine.errors import InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams
-from loopcoder.engine.token_healing import split_last_token
+from loopcoder.engine.tokenizer import split_last_token
 
 
 SUFFIX_CHARS_PER_TOKEN = 16
@@ -53,13 +53,13 @@ def offset_of(text: str, line: int, column: int) -> int:
     return sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
 
 
-def prefix_budget(engine: Engine, options: CompletionOptions) -> int:
+def prefix_budget(engine: EngineAPI, options: CompletionOptions) -> int:
     """Most tokens of text before the cursor a prompt holds."""
     return max(1, min(options.prefix_tokens,
                       engine.model_config.max_position_embeddings - options.max_new_tokens - options.suffix_tokens - 8))
 
 
-def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOptions) -> list[int]:
+def build_prompt(engine: EngineAPI, prefix: str, suffix: str, options: CompletionOptions) -> list[int]:
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("this model has no tokenizer: text completion needs one")
@@ -82,7 +82,7 @@ def build_prompt(engine: Engine, prefix: str, suffix: str, options: CompletionOp
     return ids
 
 
-def prompt_head(engine: Engine, text: str, options: CompletionOptions) -> list[int]:
+def prompt_head(engine: EngineAPI, text: str, options: CompletionOptions) -> list[int]:
     """The ids that completion prompts at cursors in the head of `text` (its first
     `prefix_budget` tokens, where no prompt is cut) start with: what pre-warming prefills."""
     tokenizer = engine.tokenizer
@@ -120,7 +120,7 @@ def bounded_prefix(prefix: str, max_chars: int) -> str:
     return prefix[newline + 1 :] if newline != -1 else prefix[start:]
 
 
-def complete(engine: Engine, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),
+def complete(engine: EngineAPI, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),
              cancelled: CancelCheck | None = None, on_text: Callable[[str], None] | None = None) -> Completion:
     """Complete document `key` (its full `text`) at character `offset`.
 

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-from loopcoder.engine.engine import Engine, EngineAPI
+from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError, ModelLoadError
 
 from .settings import ServerSettings
@@ -56,7 +56,7 @@ def load_engine(settings: ServerSettings) -> EngineAPI:
 def connect_remote(settings: ServerSettings) -> EngineAPI:
     """An OpenAI-compatible or TGI server; prompts are built with a local copy of its tokenizer."""
     from loopcoder.engine.loader import load_tokenizer
-    from loopcoder.engine.remote import OpenAIBackend, TGIBackend
+    from loopcoder.engine.serving.remote import OpenAIBackend, TGIBackend
 
     tokenizer = load_tokenizer(settings.tokenizer)
     kind = OpenAIBackend if settings.backend == "openai" else TGIBackend
@@ -77,8 +77,8 @@ def daemon_args(settings: ServerSettings) -> tuple[str, ...]:
 
 
 def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp") -> EngineAPI:
-    from loopcoder.engine.client import AutoStart, DaemonClient
-    from loopcoder.engine.daemon import default_socket_path
+    from loopcoder.engine.serving.client import AutoStart, DaemonClient
+    from loopcoder.engine.serving.daemon import default_socket_path
 
     path = Path(settings.socket).expanduser() if settings.socket else default_socket_path()
     client = DaemonClient(path, client_name=client_name,
@@ -95,7 +95,7 @@ def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp")
     return client
 
 
-def load_inprocess(settings: ServerSettings) -> Engine:
+def load_inprocess(settings: ServerSettings) -> EngineAPI:
     import torch
 
     from loopcoder.engine import load_model
@@ -175,8 +175,8 @@ def engine_for_args(args, load_inprocess_now) -> EngineAPI:
     if args.backend in ("openai", "tgi"):
         return connect_remote(settings)
     if args.backend == "local":
-        from loopcoder.engine.client import DaemonClient
-        from loopcoder.engine.daemon import default_socket_path
+        from loopcoder.engine.serving.client import DaemonClient
+        from loopcoder.engine.serving.daemon import default_socket_path
 
         path = Path(args.socket).expanduser() if args.socket else default_socket_path()
         try:

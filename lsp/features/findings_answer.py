@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loopcoder.engine.engine import CancelCheck, EngineAPI
+from loopcoder.engine.api import CancelCheck, EngineAPI, Priority
 from loopcoder.engine.errors import CancelledError
 from loopcoder.engine.sampling import FinishReason, SamplingParams
-from loopcoder.engine.scheduler import Priority
 
 from .actions import ActionOptions, Progress, token_counter
 from .findings import CATEGORIES, SEVERITIES

@@ -15,7 +15,7 @@ import re
 from dataclasses import replace
 from typing import Callable
 
-from loopcoder.engine.engine import CancelCheck, Engine
+from loopcoder.engine.api import CancelCheck, EngineAPI
 from loopcoder.engine.errors import OutputPolicyError
 from loopcoder.engine.sampling import FinishReason
 
@@ -50,7 +50,7 @@ FENCES = ("```", "~~~")
 Attempt = Callable[[bool], tuple[str, bool]]  # retry? -> (answer, cut short by the token budget)
 
 
-def hint(engine: Engine, key: str, text: str, span: Span | None = None, language: str = "",
+def hint(engine: EngineAPI, key: str, text: str, span: Span | None = None, language: str = "",
          options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
          progress: Progress | None = None, problem: str = "") -> str:
     """A Socratic hint about lines `span` of `text` (the student's code), for `problem` when given.

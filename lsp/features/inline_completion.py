@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loopcoder.engine.engine import CancelCheck, Engine
+from loopcoder.engine.api import CancelCheck, EngineAPI
 
 from .completion import CompletionOptions, complete
 from .settings import ServerSettings
@@ -24,7 +24,7 @@ def completion_options(settings: ServerSettings, multiline: bool = True) -> Comp
                              temperature=settings.temperature)
 
 
-def suggest(engine: Engine, key: str, text: str, offset: int, settings: ServerSettings, *,
+def suggest(engine: EngineAPI, key: str, text: str, offset: int, settings: ServerSettings, *,
             multiline: bool, cancelled: CancelCheck) -> str | None:
     """The text to insert at `offset` of document `key`, or None."""
     options = completion_options(settings, multiline)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from loopcoder.engine.engine import CancelCheck, Engine, Usage
+from loopcoder.engine.api import CancelCheck, EngineAPI, Usage
 
 from .completion import CompletionOptions, prompt_head
 
 log = logging.getLogger(__name__)
 
-def prewarm(engine: Engine, key: str, text: str, options: CompletionOptions, cancelled: CancelCheck) -> Usage | None:
+def prewarm(engine: EngineAPI, key: str, text: str, options: CompletionOptions, cancelled: CancelCheck) -> Usage | None:
     """Prefill the head of `text` that a completion anywhere in it shares, as `options` cut
     prompts (none is cut before the first `prefix_budget` tokens); None when cancelled."""
     ids = prompt_head(engine, text, options)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loopcoder.engine.engine import CancelCheck, EngineAPI
+from loopcoder.engine.api import CancelCheck, EngineAPI
 
 from .actions import ActionOptions, Progress, Span, chat_ids, checked_span, fit_prompt, lines_of, numbered
 from .analyzers import PYTHON_SUFFIXES, ruff_settings_folder, run_analyzers

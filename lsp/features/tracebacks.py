@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from loopcoder.engine.engine import CancelCheck, Engine
+from loopcoder.engine.api import CancelCheck, EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
 from .actions import (
@@ -41,7 +41,7 @@ def plain_traceback(traceback: str) -> str:
     return "...\n" + tail.split("\n", 1)[-1]
 
 
-def explain_error(engine: Engine, key: str, code: str, traceback: str, language: str = "",
+def explain_error(engine: EngineAPI, key: str, code: str, traceback: str, language: str = "",
                   options: ActionOptions = ActionOptions(), cancelled: CancelCheck | None = None,
                   progress: Progress | None = None) -> str:
     """A markdown explanation of the error `traceback` that running `code` raised."""

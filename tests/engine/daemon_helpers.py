@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from loopcoder.engine.client import DaemonClient
+from loopcoder.engine.serving.client import DaemonClient
 
 READY_TIMEOUT_S = 120.0
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from loopcoder.engine.client import AutoStart, DaemonClient
+from loopcoder.engine.serving.client import AutoStart, DaemonClient
 from loopcoder.engine.errors import EngineUnavailableError, InvalidRequestError
-from loopcoder.engine.protocol import FrameDecoder, encode
+from loopcoder.engine.serving.protocol import FrameDecoder, encode
 from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams
 
 from .daemon_helpers import engine_command, running_engine, wait_ready
@@ -61,7 +61,7 @@ def test_socket_is_private_and_hello_describes_the_model(engine, client):
 
 CLIENT_SCRIPT = textwrap.dedent("""
     import json, sys
-    from loopcoder.engine.client import DaemonClient
+    from loopcoder.engine.serving.client import DaemonClient
     from loopcoder.engine.sampling import SamplingParams
     socket_path, name, text, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     client = DaemonClient(socket_path, client_name=name)
@@ -197,7 +197,7 @@ def test_fuzzed_bytes_never_kill_the_daemon(engine, client):
 def test_sigkilled_client_mid_stream_frees_its_work(engine, client):
     script = textwrap.dedent("""
         import sys
-        from loopcoder.engine.client import DaemonClient
+        from loopcoder.engine.serving.client import DaemonClient
         from loopcoder.engine.sampling import SamplingParams
         c = DaemonClient(sys.argv[1], client_name="doomed")
         c.generate_for("doc", c.tokenizer.encode("# story"), SamplingParams(max_new_tokens=100000 // 20, ignore_eos=True),
@@ -314,7 +314,7 @@ def process_alive(pid: int) -> bool:
 def test_socket_directory_is_made_private_and_a_live_socket_is_not_taken_over(tmp_path):
     import asyncio
 
-    from loopcoder.engine.daemon import EngineServer
+    from loopcoder.engine.serving.daemon import EngineServer
     from loopcoder.engine.errors import LoopcoderError
 
     from .helpers import tiny_engine

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loopcoder.engine.engine import Engine, EngineConfig
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.engine.http import (
+from loopcoder.engine.serving.http import (
     GRACEFUL_SHUTDOWN_S,
     MAX_BODY_BYTES,
     build_app,

@@ -4,7 +4,7 @@
 import pytest
 
 from loopcoder.engine.errors import KernelSettingError, LoopcoderError
-from loopcoder.engine.protocol import error_frame
+from loopcoder.engine.serving.protocol import error_frame
 from loopcoder.kernels.dispatch import KernelUnavailableError
 
 from .helpers import tiny_engine

@@ -14,7 +14,7 @@ import pytest
 
 from loopcoder.engine.errors import ConstrainedDecodingError, EngineUnavailableError, InvalidRequestError
 from loopcoder.engine.loader import default_model_path, load_tokenizer
-from loopcoder.engine.remote import OpenAIBackend
+from loopcoder.engine.serving.remote import OpenAIBackend
 from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams
 from loopcoder.lsp.features.completion import CompletionOptions, complete
 
@@ -176,7 +176,7 @@ def test_remote_errors_name_the_cause(loopcoder_http, tokenizer):
 
 
 def test_tgi_backend_against_the_tgi_routes(loopcoder_http, tokenizer):
-    from loopcoder.engine.remote import TGIBackend
+    from loopcoder.engine.serving.remote import TGIBackend
 
     backend = TGIBackend(loopcoder_http, tokenizer, api_key=TOKEN)
     ids = tokenizer.encode("def fib(n):")

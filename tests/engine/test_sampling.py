@@ -7,13 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.engine.sampling import (
-    FinishReason,
-    Sampler,
-    SamplingParams,
-    StopChecker,
-    sample_batch,
-)
+from loopcoder.engine.sampling import FinishReason, SamplingParams, StopChecker
+from loopcoder.engine.sampling.sampler import Sampler, sample_batch
 
 KNOWN_PROBS = [0.5, 0.3, 0.15, 0.05]
 

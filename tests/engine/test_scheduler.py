@@ -6,10 +6,10 @@ import time
 import pytest
 import torch
 
-from loopcoder.engine.engine import GenerationResult, Usage
+from loopcoder.engine.api import GenerationResult, Priority, Usage
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.sampling import FinishReason, SamplingParams
-from loopcoder.engine.scheduler import Priority, Work
+from loopcoder.engine.scheduler import Work
 
 from .helpers import tiny_engine
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loopcoder.engine.client import DaemonClient
+from loopcoder.engine.serving.client import DaemonClient
 from loopcoder.engine.sampling import SamplingParams
 from loopcoder.lsp.cli import main as cli_main
 

@@ -3,7 +3,7 @@ first request's connection (as for the language servers), holding the notebook's
 session. One real daemon on a private socket, stopped at the end."""
 
 import pytest
-from loopcoder.engine.client import DaemonClient
+from loopcoder.engine.serving.client import DaemonClient
 
 from .conftest import CONTEXT_BUDGET, code, markdown
 

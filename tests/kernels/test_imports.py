@@ -3,41 +3,12 @@ never the other way round; docs/engine.md). Checked twice: in the source of ever
 with relative imports resolved, and in a fresh interpreter per module, which also shows
 that each one imports first, on its own."""
 
-import ast
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-KERNELS = Path(__file__).resolve().parents[2] / "kernels"
-SOURCES = sorted(KERNELS.rglob("*.py"))
-OUR_TOP_LEVEL = ("engine", "kernels", "lsp", "jupyter_ext")  # folder names: never importable without `loopcoder.`
+from ..import_rules import OUR_TOP_LEVEL, ROOT, imported_modules, loaded_by, module_name, sources, within
 
-
-def module_name(path: Path) -> str:
-    """kernels/attention/decode.py -> loopcoder.kernels.attention.decode; a package's __init__.py names the package."""
-    parts = path.relative_to(KERNELS.parent).with_suffix("").parts
-    return "loopcoder." + ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported_modules(path: Path) -> list[str]:
-    """The absolute name of everything the module's source imports, anywhere in it (functions,
-    `if` blocks), relative imports resolved against its package."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            found.append(node.module)
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level <= len(parts) else ""
-            targets = [node.module] if node.module else [alias.name for alias in node.names]
-            found += [f"{base}.{target}" if base else target for target in targets]
-    return found
+KERNELS = ROOT / "kernels"
+SOURCES = sources("kernels")
 
 
 def test_the_resolver_sees_relative_and_absolute_imports():
@@ -68,8 +39,5 @@ def test_kernels_import_nothing_else_of_ours(path):
 
 @pytest.mark.parametrize("name", [module_name(p) for p in SOURCES])
 def test_each_kernels_module_imports_first_without_the_engine(name):
-    others = ("loopcoder.engine", "loopcoder.lsp", "loopcoder.jupyter_ext")
-    code = f"import sys; import {name}\nprint([m for m in sys.modules if m.startswith({others!r})])"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[]", f"importing {name} loaded {proc.stdout.strip()}"
+    others = [m for m in loaded_by(name) if within(m, "loopcoder.engine", "loopcoder.lsp", "loopcoder.jupyter_ext")]
+    assert not others, f"importing {name} loaded {others}"

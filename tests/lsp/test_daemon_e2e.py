@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from loopcoder.engine.client import DaemonClient
+from loopcoder.engine.serving.client import DaemonClient
 from loopcoder.lsp.demo import ScriptedClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="function")]

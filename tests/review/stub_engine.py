@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from loopcoder.engine.engine import EngineAPI, GenerationResult
+from loopcoder.engine.api import EngineAPI, GenerationResult
 from loopcoder.engine.errors import TokenizerError
 from loopcoder.engine.sampling import FinishReason
 

@@ -10,7 +10,7 @@ import pytest
 
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.loader import load_tokenizer
-from loopcoder.engine.sampling.grammar import json_schema_grammar
+from loopcoder.engine.sampling.schema import json_schema_grammar
 from loopcoder.lsp.features.scaffold import FormSpec, spec_from_description
 from loopcoder.lsp.features.scaffold.describe import (EXAMPLES, GENERATION_SCHEMA, generation_schema, listed_items,
                                                       normalize_answer)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from loopcoder.engine.engine import EngineAPI
+from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features.actions import ActionOptions, chat_ids, fit_prompt
 from loopcoder.lsp.features.findings import ReviewFinding

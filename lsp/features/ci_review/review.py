@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from loopcoder.engine.engine import EngineAPI
+from loopcoder.engine.api import EngineAPI
 from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.analyzers import run_analyzers
 from loopcoder.lsp.features.findings import ReviewFinding, at_least, merge

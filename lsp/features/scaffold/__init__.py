@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from loopcoder.engine.engine import CancelCheck, EngineAPI
+from loopcoder.engine.api import CancelCheck, EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
 from .describe import MAX_NEW_TOKENS, spec_from_description

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from loopcoder.engine.engine import EngineAPI
+from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
 from . import build, check_folder, render, target_folder, write_files

@@ -20,10 +20,9 @@ import json
 import re
 from typing import Any, Callable
 
-from loopcoder.engine.engine import CancelCheck, EngineAPI
+from loopcoder.engine.api import CancelCheck, EngineAPI, Priority
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.sampling import SamplingParams
-from loopcoder.engine.scheduler import Priority
 
 from ..actions import chat_ids, token_counter
 from .spec import FIELD_TYPES, LoadedSpec, load_spec

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..sampling import MAX_NEW_TOKENS_CAP, MAX_STOP_STRING_LEN, MAX_STOP_STRINGS
+from ...sampling import MAX_NEW_TOKENS_CAP, MAX_STOP_STRING_LEN, MAX_STOP_STRINGS
 
 SEED_LIMIT = 1 << 64
 

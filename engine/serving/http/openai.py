@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ..engine import GenerationResult
-from ..errors import InvalidRequestError, TokenizerError
+from ...api import GenerationResult
+from ...errors import InvalidRequestError, TokenizerError
 from .bridge import (
     SSE_HEADERS,
     ApiContext,
@@ -43,7 +43,7 @@ from .schemas import (
     OpenAISampling,
     sse_content,
 )
-from ..sampling import MAX_NEW_TOKENS_CAP, FinishReason, SamplingParams
+from ...sampling import MAX_NEW_TOKENS_CAP, FinishReason, SamplingParams
 
 ERRORS = {s: {"model": OpenAIError, "description": "a JSON error"} for s in (400, 401, 413, 422, 500, 503)}
 _STREAM_DOC = "JSON, or with stream=true server-sent events `data: <chunk JSON>` ending with `data: [DONE]`"

@@ -33,11 +33,10 @@ from typing import Any, AsyncIterator
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from ..engine import EngineAPI, GenerationResult
-from ..errors import CancelledError, InternalError, InvalidRequestError, TokenizerError
+from ...api import EngineAPI, GenerationResult, Priority
+from ...errors import CancelledError, InternalError, InvalidRequestError, TokenizerError
 from .metrics import HttpMetrics
-from ..sampling import FinishReason, SamplingParams
-from ..scheduler import Priority
+from ...sampling import FinishReason, SamplingParams
 
 log = logging.getLogger(__name__)
 

@@ -28,29 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import EngineAPI, GenerationResult, Timings, Usage, as_id_list
-from .errors import EngineBusyError, EngineUnavailableError, InvalidRequestError
+from ..api import EngineAPI, GenerationResult, Priority, RemoteModelConfig, Timings, Usage, as_id_list
+from ..errors import EngineBusyError, EngineUnavailableError, InvalidRequestError
 from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
-from .sampling import DedentStop, FinishReason, SamplingParams
-from .scheduler import Priority
-from .tokenizer import Tokenizer
+from ..sampling import DedentStop, FinishReason, SamplingParams
+from ..tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a waiting caller checks its cancel flag
 _LOST = object()  # queued to every waiter when the connection breaks
-
-
-@dataclass(frozen=True)
-class RemoteModelConfig:
-    """The model facts front ends need, as a daemon or a remote server reports them."""
-
-    model_type: str
-    vocab_size: int
-    max_position_embeddings: int
-    name: str = ""
-    device: str = ""
-    dtype: str = ""
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine
-from .errors import EngineBusyError, InvalidRequestError, LoopcoderError
-from .hardware import package_version
+from ..api import Priority
+from ..engine import Engine
+from ..errors import EngineBusyError, InvalidRequestError, LoopcoderError
+from ..hardware import package_version
 from .protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -50,11 +51,10 @@ from .protocol import (
     require,
     token_ids,
 )
-from .sampling import DedentStop
-from .scheduler import Priority
+from ..sampling import DedentStop
 
 if TYPE_CHECKING:
-    from .parallel.launch import FollowerRanks
+    from ..parallel.launch import FollowerRanks
 
 log = logging.getLogger(__name__)
 

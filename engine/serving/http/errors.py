@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from ..errors import (
+from ...errors import (
     CancelledError,
     EngineUnavailableError,
     InvalidRequestError,

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..engine import EngineAPI, GenerationResult
+from ...api import EngineAPI, GenerationResult
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from .schemas import (
     TGIStreamEvent,
     sse_content,
 )
-from ..sampling import FinishReason, SamplingParams
+from ...sampling import FinishReason, SamplingParams
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import (
+from ..errors import (
     CancelledError,
     ConstrainedDecodingError,
     IncompleteOutputError,
@@ -29,7 +29,7 @@ from .errors import (
     LoopcoderError,
     TokenizerError,
 )
-from .sampling import SamplingParams
+from ..sampling import SamplingParams
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20  # a 1M-token prompt is about 5 MB of msgpack

@@ -39,9 +39,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..engine import EngineAPI
-from ..errors import InvalidRequestError, LoopcoderError
-from ..hardware import package_version
+from ...api import EngineAPI
+from ...errors import InvalidRequestError, LoopcoderError
+from ...hardware import package_version
 from .bridge import ApiContext
 from .errors import error_response, exception_response
 from .metrics import HttpMetrics

@@ -34,12 +34,10 @@ import time
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from .client import RemoteModelConfig
-from .engine import EngineAPI, GenerationResult, Usage, as_id_list
-from .errors import ConstrainedDecodingError, EngineUnavailableError, InvalidRequestError, LoopcoderError
-from .sampling import FinishReason, SamplingParams
-from .scheduler import Priority
-from .tokenizer import Tokenizer
+from ..api import EngineAPI, GenerationResult, Priority, RemoteModelConfig, Usage, as_id_list
+from ..errors import ConstrainedDecodingError, EngineUnavailableError, InvalidRequestError, LoopcoderError
+from ..sampling import FinishReason, SamplingParams
+from ..tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
