@@ -41,7 +41,7 @@ import torch
 from .api import CancelCheck, Priority, StopPredicate, TokenCallback
 from .errors import InternalError, KVCacheOutOfMemoryError
 from .model_runner import StepInput
-from .sampling import FinishReason, SamplingParams, StopChecker
+from .sampling import FinishReason, SamplingParams, StopChecker, watch_stop
 from .sampling.sampler import Sampler
 from .sampling.grammar import GrammarConstraint
 from .sessions import DocumentSession
@@ -94,6 +94,7 @@ class Work:
     # decoding
     sampler: Sampler | None = None
     stopper: StopChecker | None = None
+    stop_watch: object | None = None  # watch_stop(stop_when): reads each shown delta once
     decoder: object | None = None
     to_cut: int = 0
     tokens: list[int] = field(default_factory=list)
@@ -300,6 +301,7 @@ class Scheduler:
         work.sampler = Sampler(work.params)
         eos = engine.tokenizer.eos_ids if engine.tokenizer is not None else engine.model_config.eos_token_ids
         work.stopper = StopChecker(work.params, eos)
+        work.stop_watch = watch_stop(work.stop_when) if work.stop_when is not None else None
         work.decoder = engine.tokenizer.stream_decoder(work.prompt_ids) if engine.tokenizer is not None else None
         work.to_cut = len(work.healed_text)
 
@@ -327,7 +329,7 @@ class Scheduler:
         self._emit(work, token, shown)
         complete = constraint is not None and constraint.done  # the JSON value is complete
         if (stop_string_hit or complete
-                or (work.stop_when is not None and shown and work.stop_when("".join(work.parts)))):
+                or (work.stop_watch is not None and shown and work.stop_watch.feed(shown))):
             self._finish(work, FinishReason.STOP)
         elif len(work.tokens) == params.max_new_tokens:
             self._finish(work, FinishReason.LENGTH)

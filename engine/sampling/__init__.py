@@ -17,6 +17,7 @@ from .params import (
     FinishReason,
     SamplingParams,
     StopChecker,
+    watch_stop,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "FinishReason",
     "SamplingParams",
     "StopChecker",
+    "watch_stop",
 ]

@@ -115,9 +115,52 @@ class DedentStop:
     line_start: str = ""
 
     def __call__(self, generated: str) -> bool:
-        lines = (self.line_start + generated).split("\n")
-        # The last line may still be growing its indentation: only whole lines count.
-        return any(line.strip() and len(line) - len(line.lstrip(" \t")) < self.indent for line in lines[1:-1])
+        return self.watch().feed(generated)
+
+    def watch(self) -> "_DedentWatch":
+        return _DedentWatch(self)
+
+    def ends_block(self, line: str) -> bool:
+        return bool(line.strip()) and len(line) - len(line.lstrip(" \t")) < self.indent
+
+
+class _DedentWatch:
+    """A DedentStop over streamed text: each delta is read once, and only the line it is
+    still growing is kept (the last line may still be growing its indentation: only whole
+    lines count)."""
+
+    def __init__(self, stop: DedentStop) -> None:
+        self._stop = stop
+        self._line = stop.line_start
+        self._whole_lines = 0
+
+    def feed(self, delta: str) -> bool:
+        *ended, growing = delta.split("\n")
+        for piece in ended:
+            line, self._line = self._line + piece, ""
+            self._whole_lines += 1
+            if self._whole_lines > 1 and self._stop.ends_block(line):
+                return True
+        self._line += growing
+        return False
+
+
+class _WholeTextWatch:
+    """Any other stop predicate: it is asked about the whole text so far, after each delta."""
+
+    def __init__(self, predicate) -> None:
+        self._predicate = predicate
+        self._text = ""
+
+    def feed(self, delta: str) -> bool:
+        self._text += delta
+        return bool(self._predicate(self._text))
+
+
+def watch_stop(predicate) -> "_DedentWatch | _WholeTextWatch":
+    """An object whose `feed(delta)` says whether `predicate` (a StopPredicate: the text
+    generated so far -> stop?) has ended generation; a DedentStop reads each delta once."""
+    return predicate.watch() if isinstance(predicate, DedentStop) else _WholeTextWatch(predicate)
 
 
 class StopChecker:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.engine.sampling import FinishReason, SamplingParams, StopChecker
+from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams, StopChecker, watch_stop
 from loopcoder.engine.sampling.sampler import Sampler, sample_batch
 
 KNOWN_PROBS = [0.5, 0.3, 0.15, 0.05]
@@ -322,3 +322,43 @@ def test_a_temperature_that_underflows_float32_is_greedy():
     logits = torch.tensor([0.5, 3.0, -1.0, 2.9])
     for temperature in (1e-300, 1e-46, 1e-9):
         assert Sampler(SamplingParams(temperature=temperature, seed=1)).sample(logits) == 1
+
+
+# --- stop predicates over streamed text ---------------------------------------------------
+
+
+def _whole_text_stops(predicate, deltas: list[str]) -> int | None:
+    """The index of the delta after which `predicate(text so far)` first holds: the old, quadratic way."""
+    text = ""
+    for i, delta in enumerate(deltas):
+        text += delta
+        if predicate(text):
+            return i
+    return None
+
+
+def _watched_stops(predicate, deltas: list[str]) -> int | None:
+    watch = watch_stop(predicate)
+    return next((i for i, delta in enumerate(deltas) if watch.feed(delta)), None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(indent=st.integers(0, 6), line_start=st.sampled_from(["", "    ", "\t", "  x = "]),
+       deltas=st.lists(st.text(alphabet=" \tab\n", max_size=6), max_size=12))
+def test_a_dedent_stop_reads_each_delta_once_and_agrees_with_the_whole_text(indent, line_start, deltas):
+    stop = DedentStop(indent, line_start)
+    assert _watched_stops(stop, deltas) == _whole_text_stops(stop, deltas)
+
+
+def test_a_dedent_stop_fires_on_the_first_whole_line_left_of_the_block():
+    watch = DedentStop(4, "    ").watch()
+    assert [watch.feed(d) for d in ["return 1\n", "    ", "x", "\n", "pri", "nt()\n"]] == [False] * 5 + [True]
+    assert not DedentStop(4, "    ")("return 1\n    x\n")
+    assert DedentStop(4, "    ")("return 1\nprint()\n")  # the first line is the cursor's: never the stop
+
+
+def test_any_other_stop_predicate_sees_the_whole_text_so_far():
+    seen = []
+    watch = watch_stop(lambda text: seen.append(text) or text.endswith("ab"))
+    assert [watch.feed(d) for d in ["a", "", "b"]] == [False, False, True]
+    assert seen == ["a", "a", "ab"]
