@@ -343,7 +343,7 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    from loopcoder.engine.serving.daemon import default_socket_path
+    from loopcoder.engine.serving.socket_file import default_socket_path
 
     return args.socket or default_socket_path()
 
@@ -366,7 +366,7 @@ def _model_argv(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    from loopcoder.engine.serving import daemon
+    from loopcoder.engine.serving import daemon, socket_file
     from loopcoder.engine.serving.client import AutoStart, DaemonClient
     from loopcoder.engine.errors import EngineUnavailableError, InvalidRequestError
 
@@ -406,7 +406,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
     from loopcoder.engine.errors import EngineBusyError
 
     try:
-        lock = daemon.claim_socket(path)  # noqa: F841  held until this process exits
+        lock = socket_file.claim_socket(path)  # noqa: F841  held until this process exits
     except EngineBusyError as e:
         print(f"loopcoder: error: {e}", file=sys.stderr)
         return EngineBusyError.exit_code

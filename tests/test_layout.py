@@ -33,7 +33,8 @@ def test_the_interface_and_thin_serving_side_import_only_light_modules(path):
 
 
 @pytest.mark.parametrize("module", ["loopcoder.engine.serving.client", "loopcoder.engine.serving.remote",
-                                    "loopcoder.engine.serving.http", "loopcoder.engine.api"])
+                                    "loopcoder.engine.serving.socket_file", "loopcoder.engine.serving.http",
+                                    "loopcoder.engine.api"])
 def test_a_thin_client_loads_no_torch_models_or_kernels(module):
     loaded = [m for m in loaded_by(module) if within(m, *RUNTIME)]
     assert not loaded, f"importing {module} loaded {loaded}"

@@ -27,7 +27,6 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import statistics
 import threading
 import time
@@ -39,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import Priority
 from ..engine import Engine
-from ..errors import EngineBusyError, InvalidRequestError, LoopcoderError
+from ..errors import InvalidRequestError, LoopcoderError
 from ..hardware import package_version
+from .socket_file import answers
 from .protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -61,16 +61,6 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 64  # requests in flight at once, over all clients
 _BLOCKING_OPS = frozenset({"open", "sync", "generate", "close", "stats"})
 LATENCY_WINDOW = 256  # recent requests kept for `stats`
-
-
-def default_socket_path() -> Path:
-    """$XDG_RUNTIME_DIR/loopcoder/engine.sock, or /tmp/loopcoder-<uid>/engine.sock."""
-    override = os.environ.get("LOOPCODER_SOCKET")
-    if override:
-        return Path(override)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "loopcoder" if runtime and Path(runtime).is_dir() else Path(f"/tmp/loopcoder-{os.getuid()}")
-    return base / "engine.sock"
 
 
 class _Connection:
@@ -159,7 +149,7 @@ class EngineServer:
         if info.st_mode & 0o077 and directory != Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")):
             os.chmod(directory, 0o700)  # ours, but made by hand with wider rights
         if self.socket_path.exists():
-            if _answers(self.socket_path):
+            if answers(self.socket_path):
                 raise LoopcoderError(f"an engine already listens on {self.socket_path}; "
                                      f"stop it with `loopcoder engine stop` or choose another --socket")
             self.socket_path.unlink()  # left behind by an engine that died
@@ -365,35 +355,6 @@ def _priority(message: dict, default: Priority) -> Priority:
         return Priority[name.upper()]
     except KeyError:
         raise InvalidRequestError(f"unknown priority {name!r}: use interactive, action or background") from None
-
-
-def _answers(path: Path) -> bool:
-    """Whether something accepts connections on the unix socket `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
-
-
-def claim_socket(socket_path: Path):
-    """Take the socket's lock (`SOCKET.lock`, flock) for the life of this process, before the
-    model loads; returns the open lock file, to be kept. Raises EngineBusyError when another
-    engine holds it: two clients that each autostart an engine at once then start one, not
-    two (the loser exits at once, the winner serves both)."""
-    import fcntl
-
-    directory = socket_path.parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock = open(socket_path.with_name(socket_path.name + ".lock"), "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise EngineBusyError(f"another engine is starting or running on {socket_path}") from None
-    return lock
 
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",

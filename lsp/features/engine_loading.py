@@ -78,7 +78,7 @@ def daemon_args(settings: ServerSettings) -> tuple[str, ...]:
 
 def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp") -> EngineAPI:
     from loopcoder.engine.serving.client import AutoStart, DaemonClient
-    from loopcoder.engine.serving.daemon import default_socket_path
+    from loopcoder.engine.serving.socket_file import default_socket_path
 
     path = Path(settings.socket).expanduser() if settings.socket else default_socket_path()
     client = DaemonClient(path, client_name=client_name,
@@ -176,7 +176,7 @@ def engine_for_args(args, load_inprocess_now) -> EngineAPI:
         return connect_remote(settings)
     if args.backend == "local":
         from loopcoder.engine.serving.client import DaemonClient
-        from loopcoder.engine.serving.daemon import default_socket_path
+        from loopcoder.engine.serving.socket_file import default_socket_path
 
         path = Path(args.socket).expanduser() if args.socket else default_socket_path()
         try:
