@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from loopcoder.kernels.attention import AttentionMetadata, paged_attention
+from loopcoder.kernels.attention import AttentionMetadata, LayerCache, paged_attention
 from loopcoder.kernels.fp8_linear import Fp8Weight
 from loopcoder.kernels.rmsnorm import rms_norm
 from loopcoder.kernels.rope import rope_store
@@ -19,8 +19,6 @@ from loopcoder.kernels.swiglu import silu_mul
 
 from ..config import ModelConfig, RopeScaling
 from ..quantization import QuantLinear
-
-LayerCache = tuple[torch.Tensor, torch.Tensor]  # (k_cache, v_cache), each (num_blocks, block_size, Hkv, D)
 
 
 class RMSNorm(nn.Module):
