@@ -8,17 +8,16 @@ quickfix whose edit replaces that line, and nothing the model says can break the
 """
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from loopcoder.lsp.demo import read_code_actions_right
 
+from .clients import language_server
 from .clients import open_document as _open
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -33,12 +32,7 @@ PREFIX_SUMS = '''def range_sums(values, queries):
 '''
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    params=["neovim", "visual-studio-code"],
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
-)
-async def client(request, lsp_client: LanguageClient):
+def _record_edits(lsp_client: LanguageClient) -> None:
     lsp_client.applied_edits = []
 
     @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
@@ -48,11 +42,8 @@ async def client(request, lsp_client: LanguageClient):
 
     read_code_actions_right(lsp_client.protocol._converter)
 
-    lsp_client.init_result = await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(request.param),
-        initialization_options={"maxTokens": 8, "actionTokens": 256, "temperature": 0}))
-    yield
-    await lsp_client.shutdown_session()
+
+client = language_server({"maxTokens": 8, "actionTokens": 256, "temperature": 0}, prepare=_record_edits)
 
 
 def _range(l1, c1, l2, c2) -> types.Range:

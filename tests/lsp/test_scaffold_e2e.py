@@ -4,20 +4,19 @@ TextDocumentEdit operations, which this client applies to disk as an editor woul
 import asyncio
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.uris import from_fs_path, to_fs_path
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from loopcoder.lsp.features.scaffold import MANIFEST, build
 
 from ..scaffold.specs import REPAIRS_ZH
+from .clients import language_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 WORKSPACE = Path(tempfile.mkdtemp(prefix="loopcoder-scaffold-lsp-")).resolve()
@@ -45,12 +44,7 @@ def _apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditRe
     return types.ApplyWorkspaceEditResult(applied=True)
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    params=["neovim", "visual-studio-code"],
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
-)
-async def client(request, lsp_client: LanguageClient):
+def _apply_edits(lsp_client: LanguageClient) -> None:
     lsp_client.applied_edits = []
 
     @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
@@ -58,13 +52,10 @@ async def client(request, lsp_client: LanguageClient):
         lsp_client.applied_edits.append(params)
         return _apply(params)
 
-    lsp_client.profile = request.param
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(request.param), root_uri=from_fs_path(str(WORKSPACE)),
-        workspace_folders=[types.WorkspaceFolder(uri=from_fs_path(str(WORKSPACE)), name="work")],
-        initialization_options={"maxTokens": 8, "temperature": 0}))
-    yield
-    await lsp_client.shutdown_session()
+
+client = language_server({"maxTokens": 8, "temperature": 0}, prepare=_apply_edits,
+                         root_uri=from_fs_path(str(WORKSPACE)),
+                         workspace_folders=[types.WorkspaceFolder(uri=from_fs_path(str(WORKSPACE)), name="work")])
 
 
 async def _scaffold(client, argument):

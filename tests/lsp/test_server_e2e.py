@@ -5,14 +5,13 @@ default model once; small maxTokens keeps every completion well under a second.
 """
 
 import asyncio
-import sys
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
+from .clients import language_server
 from .clients import open_document as _open
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -21,20 +20,7 @@ ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n'
 AFTER_RETURN = types.Position(line=2, character=len("    return "))
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    params=["neovim", "visual-studio-code"],
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
-)
-async def client(request, lsp_client: LanguageClient):
-    lsp_client.init_result = await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities(request.param),
-            initialization_options={"maxTokens": 8, "temperature": 0},
-        )
-    )
-    yield
-    await lsp_client.shutdown_session()
+client = language_server({"maxTokens": 8, "temperature": 0})
 
 
 async def _inline(client: LanguageClient, uri: str, position: types.Position,

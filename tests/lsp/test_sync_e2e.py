@@ -2,30 +2,19 @@
 a file without a final newline, and a document that lost sync."""
 
 import asyncio
-import sys
 import time
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
-from .clients import open_document
+from .clients import language_server, open_document
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
-)
-async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"),
-        initialization_options={"maxTokens": 4, "temperature": 0}))
-    yield
-    await lsp_client.shutdown_session()
+client = language_server({"maxTokens": 4, "temperature": 0}, editors=("visual-studio-code",))
 
 
 def _rss_kib(client: LanguageClient) -> int:
@@ -153,17 +142,7 @@ async def test_settings_change_at_run_time(client: LanguageClient):
 AREA = 'def area(width, height):\n    """Return the area of a rectangle."""'
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    params=["neovim", "visual-studio-code"],
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "loopcoder.lsp.cli", "lsp"]),
-)
-async def editor(request, lsp_client: LanguageClient):
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(request.param),
-        initialization_options={"maxTokens": 4, "temperature": 0}))
-    yield
-    await lsp_client.shutdown_session()
+editor = language_server({"maxTokens": 4, "temperature": 0})
 
 
 def _changes(uri: str, version: int, *changes: tuple[tuple[int, int], tuple[int, int], str]):
