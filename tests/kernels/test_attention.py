@@ -123,21 +123,10 @@ def test_contiguous_and_mixed_block_tables(order, window):
 # --- dispatch ---------------------------------------------------------------------------
 
 
-def spy(monkeypatch, name):
-    calls = []
-    original = getattr(attention, name)
-    monkeypatch.setattr(attention, name, lambda *a, **k: calls.append(name) or original(*a, **k))
-    return calls
-
-
-@pytest.mark.parametrize("mode", [None, "torch"])
-def test_cpu_takes_the_reference(monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+@pytest.mark.parametrize("kernel_mode", [None, "torch"], indirect=True)
+def test_cpu_takes_the_reference(kernel_mode, spy):
     case = decode_case([5, 17], 4, 2, 16, torch.float32, block_size=4)
-    calls = spy(monkeypatch, "paged_attention_ref")
+    calls = spy(attention, "paged_attention_ref")
     out = paged_attention(case.q, *case.caches, case.meta, case.scale, 3)
     assert calls == ["paged_attention_ref"]
     assert torch.equal(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale, 3))
@@ -160,14 +149,10 @@ def test_forced_triton_on_cpu_tensors_raises(monkeypatch):
         paged_attention(case.q, *case.caches, case.meta, case.scale)
 
 
-@pytest.mark.parametrize("mode", [None, "torch"])
-def test_cpu_prefill_takes_the_reference(monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
+@pytest.mark.parametrize("kernel_mode", [None, "torch"], indirect=True)
+def test_cpu_prefill_takes_the_reference(kernel_mode, spy):
     case = extend_case([9, 20], [4, 20], 4, 2, 16, torch.float32, block_size=4)
-    calls = spy(monkeypatch, "paged_attention_ref")
+    calls = spy(attention, "paged_attention_ref")
     out = paged_attention(case.q, *case.caches, case.meta, case.scale)
     assert calls == ["paged_attention_ref"]
     assert torch.equal(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale))
@@ -240,19 +225,15 @@ def test_cuda_kernel_fp16():
 
 
 @cuda
-@pytest.mark.parametrize("mode", [None, "torch", "triton"])
-def test_cuda_dispatch(monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
-    calls = spy(monkeypatch, "paged_decode_attention_triton")
+@pytest.mark.parametrize("kernel_mode", [None, "torch", "triton"], indirect=True)
+def test_cuda_dispatch(kernel_mode, spy):
+    calls = spy(attention, "paged_decode_attention_triton")
     case = decode_case([7, 300], 8, 2, 64, torch.bfloat16, device="cuda")
     paged_attention(case.q, *case.caches, case.meta, case.scale)
-    assert calls == ([] if mode == "torch" else ["paged_decode_attention_triton"])
+    assert calls == ([] if kernel_mode == "torch" else ["paged_decode_attention_triton"])
     # head_dim 8 has no kernel: automatic falls back, forced raises.
     small = decode_case([7, 300], 8, 2, 8, torch.bfloat16, device="cuda")
-    if mode == "triton":
+    if kernel_mode == "triton":
         with pytest.raises(KernelUnavailableError, match="head_dim 8"):
             paged_attention(small.q, *small.caches, small.meta, small.scale)
     else:
@@ -317,19 +298,12 @@ def test_cuda_prefill_head_dims(dtype, head_dim):
 
 
 @cuda
-@pytest.mark.parametrize("mode", [None, "torch", "triton"])
-def test_cuda_prefill_dispatch(monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
-    calls = []
-    original = attention.paged_prefill_attention_triton
-    monkeypatch.setattr(attention, "paged_prefill_attention_triton",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+@pytest.mark.parametrize("kernel_mode", [None, "torch", "triton"], indirect=True)
+def test_cuda_prefill_dispatch(kernel_mode, spy):
+    calls = spy(attention, "paged_prefill_attention_triton")
     case = extend_case([7, 300], [7, 100], 8, 2, 64, torch.bfloat16, device="cuda")
     out = paged_attention(case.q, *case.caches, case.meta, case.scale)
-    assert len(calls) == (0 if mode == "torch" else 1)
+    assert len(calls) == (0 if kernel_mode == "torch" else 1)
     assert rel_error(out, prefill_reference(case, None)) < REL_ERROR[torch.bfloat16]
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from loopcoder.kernels import rmsnorm, rope, swiglu
-from loopcoder.kernels.kv_store import store_kv_ref
 
 from .fused_ops_cases import rms_norm_case, rope_store_case, silu_mul_case
 

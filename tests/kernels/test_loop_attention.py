@@ -124,18 +124,12 @@ def test_cuda_kernel_block_sizes(block_size):
 
 
 @cuda
-@pytest.mark.parametrize("mode", [None, "torch", "triton"])
-def test_cuda_dispatch(monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
-    calls = []
-    original = op.loop_decode_attention_triton
-    monkeypatch.setattr(op, "loop_decode_attention_triton", lambda *a, **k: calls.append(1) or original(*a, **k))
+@pytest.mark.parametrize("kernel_mode", [None, "torch", "triton"], indirect=True)
+def test_cuda_dispatch(kernel_mode, spy):
+    calls = spy(op, "loop_decode_attention_triton")
     case = decode_case([7, 300], 10, 2, 64, torch.bfloat16, num_caches=4, device="cuda")
     out = run_dispatch(case, 64)
-    assert len(calls) == (0 if mode == "torch" else 1)
+    assert len(calls) == (0 if kernel_mode == "torch" else 1)
     assert rel_error(out, loop_expected(case, 64)) < REL_ERROR[torch.bfloat16]
 
 
@@ -176,18 +170,11 @@ def test_cuda_prefill_loop_shape(dtype, block_size):
 
 
 @cuda
-@pytest.mark.parametrize("mode", [None, "torch", "triton"])
-def test_cuda_prefill_dispatch(monkeypatch, mode):
+@pytest.mark.parametrize("kernel_mode", [None, "torch", "triton"], indirect=True)
+def test_cuda_prefill_dispatch(kernel_mode, spy):
     """Also head_dim 64 and a window of 20 (straddling 16-token pages)."""
-    if mode is None:
-        monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("LOOPCODER_KERNELS", mode)
-    calls = []
-    original = op.loop_prefill_attention_triton
-    monkeypatch.setattr(op, "loop_prefill_attention_triton",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    calls = spy(op, "loop_prefill_attention_triton")
     case = extend_case([7, 300], [7, 100], 10, 2, 64, torch.bfloat16, num_caches=4, device="cuda")
     out = run_dispatch(case, 20)
-    assert len(calls) == (0 if mode == "torch" else 1)
+    assert len(calls) == (0 if kernel_mode == "torch" else 1)
     assert rel_error(out, loop_expected(case, 20)) < REL_ERROR[torch.bfloat16]
