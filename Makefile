@@ -116,7 +116,7 @@ lock:
 # The pictures docs/ shows, taken by the browser tests (a plain test run keeps them in its temporary folders).
 docs-images: $(STAMP) labextension $(CHROMIUM)
 	LOOPCODER_DOCS_IMAGES=$(CURDIR)/docs/img $(VENV)/bin/pytest -q \
-		tests/jupyter/test_browser.py tests/scaffold/test_browser.py
+		tests/jupyter/test_browser.py tests/lsp/features/scaffold/test_browser.py
 
 # The main job as a user meets it: `loopcoder lsp` driven by a scripted editor session.
 demo: $(STAMP)

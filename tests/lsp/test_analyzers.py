@@ -1,5 +1,5 @@
 """ruff and bandit as review findings: their fixes as whole lines, the ruff settings that apply to a
-file, and an analyzer that is missing (the CI review's use of them: tests/review/)."""
+file, and an analyzer that is missing (the CI review's use of them: tests/lsp/features/ci_review/)."""
 
 import pytest
 

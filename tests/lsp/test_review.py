@@ -28,7 +28,7 @@ from loopcoder.lsp.features.review import (
     review_schema,
 )
 
-from ..review.stub_engine import StubEngine
+from .stub_engine import StubEngine
 
 FLASK = (Path(__file__).parents[2] / "docs" / "examples" / "flask_app.py").read_text()
 LINES = FLASK.splitlines()

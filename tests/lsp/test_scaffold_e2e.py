@@ -15,7 +15,7 @@ from pytest_lsp import LanguageClient
 
 from loopcoder.lsp.features.scaffold import MANIFEST, build
 
-from ..scaffold.specs import REPAIRS_ZH
+from .features.scaffold.specs import REPAIRS_ZH
 from .clients import language_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

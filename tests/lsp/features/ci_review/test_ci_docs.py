@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-CI_DOC = Path(__file__).parents[2] / "docs" / "ci.md"
+CI_DOC = Path(__file__).parents[4] / "docs" / "ci.md"
 
 
 def yaml_blocks() -> list[str]:

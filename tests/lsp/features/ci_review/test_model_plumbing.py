@@ -8,7 +8,7 @@ from loopcoder.lsp.features.ci_review.model_review import findings_of, hunk_sche
 from loopcoder.lsp.features.ci_review.review import ReviewOptions, review_changes
 
 from .conftest import LOOP_LINES, SQL_LINE, init_repo, commit_all
-from .stub_engine import StubEngine
+from ...stub_engine import StubEngine
 
 
 def _answer(*items):
