@@ -59,7 +59,8 @@ from common import (fmt, line_offsets, machine_info, markdown_table, median, new
 from loopcoder.engine.config import ModelConfig
 from loopcoder.engine.loader import default_model_path
 from loopcoder.engine.tokenizer import Tokenizer
-from loopcoder.engine.weights.gguf_file import config_from_gguf, open_gguf, read_gguf_metadata
+from loopcoder.engine.weights.gguf_config import config_from_gguf
+from loopcoder.engine.weights.gguf_file import open_gguf, read_gguf_metadata
 from loopcoder.lsp.demo import ScriptedClient
 from loopcoder.lsp.features.completion import CompletionOptions, build_prompt
 

@@ -22,7 +22,9 @@ from .models import build_model
 from .models.llama import LlamaForCausalLM
 from .quantization import check_quant_device, quantized, quantized_linears
 from .tokenizer import Tokenizer
-from .weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata
+from .weights.gguf_config import config_from_gguf
+from .weights.gguf_file import open_gguf, read_gguf_metadata
+from .weights.gguf_tensors import iter_gguf_tensors
 from .weights.safetensors_dir import Selector, count_safetensors, iter_safetensors, safetensors_files
 
 log = logging.getLogger(__name__)

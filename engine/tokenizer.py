@@ -2,41 +2,33 @@
 
 `Tokenizer` adds, on top of a `tokenizers.Tokenizer`:
 - loading from a HF model directory (tokenizer.json, or a SentencePiece tokenizer.model
-  converted at load) or from GGUF metadata (see `tokenizer_convert`);
-- end-of-sequence ids, special ids, the chat template (jinja2, sandboxed) and the FIM
-  format of the model family;
+  converted at load; its files are read by `tokenizer_files`) or from GGUF metadata (see
+  `tokenizer_convert`);
+- end-of-sequence ids, special ids, the chat template (jinja2, sandboxed: `chat_template`)
+  and the FIM format of the model family;
 - `StreamDecoder`, which turns generated ids into text deltas without ever splitting a
   multi-byte character.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import AddedToken
 from tokenizers import Tokenizer as HFTokenizer
 
 from . import tokenizer_convert
+from .chat_template import CHATML_TEMPLATE, compile_chat_template, render_chat_template
 from .errors import InvalidRequestError, TokenizerError
+from .tokenizer_files import (convert_sentencepiece, eos_field, load_tokenizer_json, pick_template, read_json,
+                              read_template, register_config_tokens, token_content)
 
 # End-of-turn / end-of-text tokens of the families we serve. Any of them present as a
 # special token also ends generation: an instruct model may emit <|im_end|> while its
 # eos is <|endoftext|> (Qwen2.5), or the reverse (SmolLM2).
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>",
                "<|end|>", "<end_of_turn>", "<|EOT|>", "</s>")
-
-_CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 @dataclass(frozen=True)
@@ -76,8 +68,8 @@ class Tokenizer:
         self.fim_format = next((f for f in FIM_FORMATS if self._has_tokens(f.prefix, f.suffix, f.middle)), None)
         self._template_source = chat_template
         if chat_template is None and self.token_to_id("<|im_start|>") is not None:
-            chat_template = _CHATML_TEMPLATE  # ChatML is the usual format of models with <|im_start|>
-        self._template = _compile_chat_template(chat_template) if chat_template else None
+            chat_template = CHATML_TEMPLATE  # ChatML is the usual format of models with <|im_start|>
+        self._template = compile_chat_template(chat_template) if chat_template else None
 
     # --- constructors ---------------------------------------------------------------
 
@@ -91,21 +83,21 @@ class Tokenizer:
         path = Path(path)
         if not path.is_dir():
             raise TokenizerError(f"tokenizer directory {path} does not exist")
-        config = _read_json(path / "tokenizer_config.json")
+        config = read_json(path / "tokenizer_config.json")
         # The sentencepiece model names its own <s>/</s>; tokenizer_config.json may override.
         default_bos = default_eos = None
         if (path / "tokenizer.json").is_file():
-            hf = _load_tokenizer_json(path / "tokenizer.json")
+            hf = load_tokenizer_json(path / "tokenizer.json")
         elif (path / "tokenizer.model").is_file():
-            hf, default_bos, default_eos = _convert_sentencepiece(path / "tokenizer.model", config)
+            hf, default_bos, default_eos = convert_sentencepiece(path / "tokenizer.model", config)
         else:
             raise TokenizerError(f"{path} has neither tokenizer.json nor tokenizer.model")
-        _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
-        model_eos = [*_eos_field(_read_json(path / "generation_config.json")),
-                     *_eos_field(_read_json(path / "config.json"))]
-        template = _read_template(path / "chat_template.jinja") or _pick_template(config.get("chat_template"))
-        return cls(hf, bos_token=_token_content(config.get("bos_token")) or default_bos,
-                   eos_token=_token_content(config.get("eos_token")) or default_eos,
+        register_config_tokens(hf, config.get("added_tokens_decoder") or {})
+        model_eos = [*eos_field(read_json(path / "generation_config.json")),
+                     *eos_field(read_json(path / "config.json"))]
+        template = read_template(path / "chat_template.jinja") or pick_template(config.get("chat_template"))
+        return cls(hf, bos_token=token_content(config.get("bos_token")) or default_bos,
+                   eos_token=token_content(config.get("eos_token")) or default_eos,
                    extra_eos_ids=[*model_eos, *extra_eos_ids], chat_template=template)
 
     @classmethod
@@ -189,11 +181,8 @@ class Tokenizer:
         """Render a conversation to prompt text; extra keyword arguments reach the template."""
         if self._template is None:
             raise TokenizerError("this model has no chat template and no <|im_start|> token for ChatML")
-        try:
-            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                   bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
-        except jinja2.TemplateError as exc:
-            raise TokenizerError(f"chat template failed: {exc}") from exc
+        return render_chat_template(self._template, messages=messages, add_generation_prompt=add_generation_prompt,
+                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
 
     def build_fim(self, prefix: str, suffix: str) -> str | None:
         """The PSM fill-in-the-middle prompt, or None when the model knows no FIM tokens."""
@@ -305,121 +294,6 @@ def _has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-# --- loading helpers -------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TokenizerError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{path} must hold a JSON object")
-    return data
-
-
-def _load_tokenizer_json(path: Path) -> HFTokenizer:
-    try:
-        return HFTokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers reports parse errors as plain Exception
-        raise TokenizerError(f"cannot load {path}: {exc}") from exc
-
-
-def _convert_sentencepiece(path: Path, config: Mapping[str, Any]) -> tuple[HFTokenizer, str | None, str | None]:
-    # add_bos_token defaults to True in LlamaTokenizer and IQuestCoderTokenizer alike.
-    spec = tokenizer_convert.read_sentencepiece_model(path, add_bos=bool(config.get("add_bos_token", True)))
-    hf = tokenizer_convert.build_sentencepiece(spec)
-    _register_config_tokens(hf, config.get("added_tokens_decoder") or {})
-    # The decoder must know every added token (see install_sentencepiece_decoder).
-    tokenizer_convert.install_sentencepiece_decoder(hf, add_dummy_prefix=spec.add_dummy_prefix)
-    bos = spec.pieces[spec.bos_id] if spec.bos_id is not None else None
-    eos = spec.pieces[spec.eos_id] if spec.eos_id is not None else None
-    return hf, bos, eos
-
-
-def _register_config_tokens(hf: HFTokenizer, added: Mapping[str, Any]) -> None:
-    """Make tokenizer_config.json's added_tokens_decoder hold: each token at its id, with
-    its special flag. A token the vocab lacks is appended; its id must then come out right."""
-    have = hf.get_added_tokens_decoder()
-    for key, info in sorted(added.items(), key=lambda kv: int(kv[0])):
-        token_id, content = int(key), info.get("content")
-        if not content:
-            raise TokenizerError(f"tokenizer_config.json: added token {key} has no content")
-        special = bool(info.get("special", False))
-        if token_id in have and have[token_id].content == content and have[token_id].special == special:
-            continue
-        existing = hf.token_to_id(content)
-        if existing is not None and existing != token_id:
-            raise TokenizerError(f"tokenizer_config.json puts {content!r} at id {token_id}, the vocab at {existing}")
-        token = AddedToken(content, special=special, normalized=bool(info.get("normalized", not special)),
-                           lstrip=bool(info.get("lstrip", False)), rstrip=bool(info.get("rstrip", False)),
-                           single_word=bool(info.get("single_word", False)))
-        if special:
-            hf.add_special_tokens([token])
-        else:
-            hf.add_tokens([token])
-        if hf.token_to_id(content) != token_id:
-            raise TokenizerError(f"tokenizer_config.json puts {content!r} at id {token_id}, "
-                                 f"past the end of the vocab ({hf.token_to_id(content)} is next)")
-
-
-def _token_content(value: Any) -> str | None:
-    """tokenizer_config.json writes tokens as a string or as {"content": ...}."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) and value else None
-
-
-def _eos_field(config: Mapping[str, Any]) -> list[int]:
-    value = config.get("eos_token_id")
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
-
-
-def _read_template(path: Path) -> str | None:
-    """Newer transformers save the template apart, in chat_template.jinja; it then wins."""
-    if not path.is_file():
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenizerError(f"cannot read {path}: {exc}") from exc
-
-
-def _pick_template(value: Any) -> str | None:
-    """chat_template is a string, or a list of named templates (then take "default")."""
-    if isinstance(value, list):
-        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
-        value = named.get("default") or next(iter(named.values()), None)
-    return value if isinstance(value, str) and value else None
-
-
-def _compile_chat_template(source: str) -> jinja2.Template:
-    """Compile with the environment HF uses: sandboxed, trim/lstrip blocks, loop controls."""
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateError as exc:
-        raise TokenizerError(f"the chat template does not parse: {exc}") from exc
-
-
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: Any = None, sort_keys: bool = False) -> str:
-    # jinja2's own tojson escapes HTML (<, >, &), which would change the prompt text.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def _raise_exception(message: str) -> None:
-    raise jinja2.TemplateError(message)
 
 
 def split_last_token(tokenizer: Tokenizer, ids: list[int]) -> tuple[list[int], str]:

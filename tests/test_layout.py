@@ -9,8 +9,9 @@ from .import_rules import ROOT, imported_modules, loaded_by, module_name, source
 # What the interface and the thin serving side may import of ours.
 LIGHT_ENGINE = (
     "loopcoder.engine.api", "loopcoder.engine.errors", "loopcoder.engine.config", "loopcoder.engine.hardware",
-    "loopcoder.engine.tokenizer", "loopcoder.engine.tokenizer_convert", "loopcoder.engine.sampling.params",
-    "loopcoder.engine.sampling.schema", "loopcoder.engine.serving",
+    "loopcoder.engine.tokenizer", "loopcoder.engine.tokenizer_convert", "loopcoder.engine.tokenizer_files",
+    "loopcoder.engine.chat_template", "loopcoder.engine.sampling.params", "loopcoder.engine.sampling.schema",
+    "loopcoder.engine.serving",
 )
 LIGHT_MODULES = [ROOT / "engine" / "api.py", *(ROOT / "engine" / "sampling" / n for n in ("__init__.py", "params.py", "schema.py")),
                  *(p for p in sources("engine/serving") if p.name != "daemon.py")]

@@ -8,7 +8,9 @@ transformers = pytest.importorskip("transformers")
 from loopcoder.engine.config import ModelConfig  # noqa: E402
 from loopcoder.engine.engine import Engine, EngineConfig  # noqa: E402
 from loopcoder.engine.loader import default_model_path, materialize  # noqa: E402
-from loopcoder.engine.weights.gguf_file import config_from_gguf, iter_gguf_tensors, open_gguf, read_gguf_metadata  # noqa: E402
+from loopcoder.engine.weights.gguf_config import config_from_gguf  # noqa: E402
+from loopcoder.engine.weights.gguf_file import open_gguf, read_gguf_metadata  # noqa: E402
+from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors  # noqa: E402
 
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0)

@@ -18,13 +18,9 @@ import torch
 
 from loopcoder.engine.config import RopeScaling
 from loopcoder.engine.errors import ModelLoadError, UnsupportedModelError
-from loopcoder.engine.weights.gguf_file import (
-    config_from_gguf,
-    iter_gguf_tensors,
-    open_gguf,
-    read_gguf_metadata,
-    undo_rope_permutation,
-)
+from loopcoder.engine.weights.gguf_config import config_from_gguf
+from loopcoder.engine.weights.gguf_file import open_gguf, read_gguf_metadata
+from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors, undo_rope_permutation
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
 F16 = gguf.GGMLQuantizationType.F16

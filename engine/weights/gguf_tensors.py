@@ -1,0 +1,187 @@
+"""GGUF tensors as HF-named float32 tensors, each checked against the config, one at a time.
+
+Tensors are dequantized with `gguf.quants` one at a time, so at most one float32 copy of
+a weight is alive per step of the iterator. Two layout facts of llama.cpp's converter are
+undone here:
+
+- GGUF stores dimensions innermost first (`ne = [in, out]`); HF shapes are `[out, in]`.
+- For architecture `llama` the converter permutes the rows of q/k (weights and biases) so
+  that llama.cpp can apply RoPE to adjacent pairs; HF rotates halves. `qwen2` files are
+  written unpermuted (llama.cpp uses NeoX-style RoPE for qwen2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import gguf
+import numpy as np
+import torch
+from gguf import GGUFReader, ReaderTensor
+
+from ..config import ModelConfig
+from ..errors import ModelLoadError, UnsupportedModelError
+from .gguf_file import gguf_architecture
+
+# Architectures whose q/k rows llama.cpp's converter permuted for interleaved RoPE.
+_PERMUTED_QK_ARCHS = frozenset({"llama"})
+
+_GLOBAL_TENSORS = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+# Per-block GGUF suffix -> HF suffix under model.layers.N.
+_BLOCK_TENSORS = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_QKV_BIASES = ("attn_q.bias", "attn_k.bias", "attn_v.bias")
+# Tensors that carry nothing the model needs as a weight:
+# - rope_freqs.weight: Llama 3 RoPE scaling, read by config_from_gguf instead.
+# - blk.N.attn_rot_embd.weight: a precomputed inv_freq table (old conversions); it follows
+#   from rope_theta and head_dim.
+_SKIPPED_GLOBAL = frozenset({"rope_freqs.weight"})
+_SKIPPED_BLOCK = frozenset({"attn_rot_embd.weight"})
+
+_BLOCK_NAME = re.compile(r"blk\.(\d+)\.(.+)")
+
+
+def iter_gguf_tensors(reader: GGUFReader, config: ModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield `(hf_name, float32 tensor)` in file order, one dequantized tensor at a time.
+
+    Every name and shape is checked against `config` before the first tensor is yielded,
+    so a bad file fails fast rather than after minutes of dequantization. Each yielded
+    tensor owns its memory (never a view of the memory-mapped file).
+    """
+    plan = _plan(reader, config)
+    permuted = gguf_architecture(reader) in _PERMUTED_QK_ARCHS
+    for t, hf_name in plan:
+        w = _dequantize(t).reshape(_expected_shape(hf_name, config))
+        if permuted and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            w = undo_rope_permutation(w, config.num_attention_heads)
+        elif permuted and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            w = undo_rope_permutation(w, config.num_key_value_heads)
+        yield hf_name, torch.from_numpy(np.ascontiguousarray(w))
+
+
+def undo_rope_permutation(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of llama.cpp's q/k row permutation, for weights (out, in) or biases (out,).
+
+    Within each head the converter reorders rows [first half | second half] into
+    interleaved pairs (r0, r_{hd/2}, r1, r_{hd/2+1}, ...). Reading the rows as
+    (head, pair, member) and swapping the last two axes restores (head, half, index).
+    """
+    out = w.shape[0]
+    if out % (2 * n_head):
+        raise ModelLoadError(f"cannot un-permute {out} rows over {n_head} heads: rows per head must be even")
+    half = out // n_head // 2
+    rest = w.shape[1:]
+    pairs = w.reshape(n_head, half, 2, *rest)  # (n_head, hd//2, 2, *rest)
+    return pairs.swapaxes(1, 2).reshape(w.shape)  # (n_head, 2, hd//2, *rest) -> (out, *rest)
+
+
+def _plan(reader: GGUFReader, config: ModelConfig) -> list[tuple[ReaderTensor, str]]:
+    """Map every GGUF tensor to its HF name, check shapes, and check that nothing is missing."""
+    plan: list[tuple[ReaderTensor, str]] = []
+    for t in reader.tensors:
+        hf_name = hf_tensor_name(t.name, config.num_hidden_layers)
+        if hf_name is None:
+            continue
+        expected = _expected_shape(hf_name, config)
+        found = tuple(reversed([int(d) for d in t.shape]))  # GGUF ne=[in, out] -> HF [out, in]
+        if _squeeze(found) != expected:
+            raise ModelLoadError(
+                f"GGUF tensor {t.name!r} has shape {list(found)} but the config implies "
+                f"{list(expected)} for {hf_name}"
+            )
+        plan.append((t, hf_name))
+    missing = sorted(_required_names(config) - {name for _, name in plan})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelLoadError(f"GGUF file lacks tensors the config needs: {shown}")
+    return plan
+
+
+def _squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Drop leading 1s: some writers store a vector as [1, n]."""
+    while len(shape) > 1 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def hf_tensor_name(gguf_name: str, num_layers: int) -> str | None:
+    """The HF state-dict name of a GGUF tensor, or None for tensors that are skipped."""
+    if gguf_name in _GLOBAL_TENSORS:
+        return _GLOBAL_TENSORS[gguf_name]
+    if gguf_name in _SKIPPED_GLOBAL:
+        return None
+    m = _BLOCK_NAME.fullmatch(gguf_name)
+    if m is not None:
+        layer, suffix = int(m.group(1)), m.group(2)
+        if suffix in _SKIPPED_BLOCK:
+            return None
+        if suffix in _BLOCK_TENSORS and layer < num_layers:
+            return f"model.layers.{layer}.{_BLOCK_TENSORS[suffix]}"
+        if suffix in _BLOCK_TENSORS:
+            raise ModelLoadError(f"GGUF tensor {gguf_name!r} names layer {layer}, but block_count is {num_layers}")
+    raise ModelLoadError(f"unknown GGUF tensor {gguf_name!r}: loopcoder does not know where it belongs")
+
+
+def _required_names(config: ModelConfig) -> set[str]:
+    names = {"model.embed_tokens.weight", "model.norm.weight"}
+    if not config.tie_word_embeddings:
+        names.add("lm_head.weight")
+    block = [s for s in _BLOCK_TENSORS if s not in _QKV_BIASES or config.qkv_bias]
+    for i in range(config.num_hidden_layers):
+        names.update(f"model.layers.{i}.{_BLOCK_TENSORS[s]}" for s in block)
+    return names
+
+
+def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
+    q_rows = c.num_attention_heads * c.head_dim
+    kv_rows = c.num_key_value_heads * c.head_dim
+    h, ffn = c.hidden_size, c.intermediate_size
+    suffix = ".".join(hf_name.split(".")[-2:])  # "q_proj.weight", "norm.weight", ...
+    shapes = {
+        "embed_tokens.weight": (c.vocab_size, h),
+        "lm_head.weight": (c.vocab_size, h),
+        "norm.weight": (h,),
+        "input_layernorm.weight": (h,),
+        "post_attention_layernorm.weight": (h,),
+        "q_proj.weight": (q_rows, h),
+        "k_proj.weight": (kv_rows, h),
+        "v_proj.weight": (kv_rows, h),
+        "o_proj.weight": (h, q_rows),
+        "q_proj.bias": (q_rows,),
+        "k_proj.bias": (kv_rows,),
+        "v_proj.bias": (kv_rows,),
+        "gate_proj.weight": (ffn, h),
+        "up_proj.weight": (ffn, h),
+        "down_proj.weight": (h, ffn),
+    }
+    return shapes[suffix]
+
+
+def _dequantize(t: ReaderTensor) -> np.ndarray:
+    """float32 values of a tensor, in a fresh array (the reader's arrays view the mmap)."""
+    try:
+        w = gguf.quants.dequantize(t.data, t.tensor_type)
+    except NotImplementedError:
+        raise UnsupportedModelError(
+            f"GGUF tensor {t.name!r} has type {t.tensor_type.name}, which the gguf package cannot dequantize"
+        ) from None
+    if w.dtype != np.float32 or not w.flags.writeable or isinstance(w, np.memmap):
+        w = np.array(w, dtype=np.float32)
+    return w
