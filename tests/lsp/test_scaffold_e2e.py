@@ -125,7 +125,7 @@ async def test_an_editor_that_cannot_create_files_is_told_to_use_the_cli():
     from types import SimpleNamespace
 
     from loopcoder.engine.errors import LoopcoderError
-    from loopcoder.lsp.server import _check_creates_files
+    from loopcoder.lsp.server.scaffold_form import _check_creates_files
 
     for edit in (None, types.WorkspaceEditClientCapabilities(document_changes=True),
                  types.WorkspaceEditClientCapabilities(resource_operations=[types.ResourceOperationKind.Rename])):
