@@ -48,7 +48,8 @@ def test_the_language_server_starts_without_the_runtime():
 
 FRONT_ENDS = [p for folder in ("lsp", "jupyter_ext") for p in sources(folder)]
 # Loading an engine is the one place a front end meets the runtime: it asks the loader for one.
-LOADERS = {"lsp/features/engine_loading.py", "lsp/cli.py"}
+# In the CLI: loading.py (the model, the daemon's socket) and engine_daemon.py (`loopcoder engine` serving).
+LOADERS = {"lsp/features/engine_loading.py", "lsp/cli/loading.py", "lsp/cli/engine_daemon.py"}
 
 
 @pytest.mark.parametrize("path", [p for p in FRONT_ENDS if str(p.relative_to(ROOT)) not in LOADERS],
