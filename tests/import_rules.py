@@ -25,7 +25,8 @@ def module_name(path: Path) -> str:
 
 def imported_modules(path: Path) -> list[str]:
     """The absolute name of everything the module's source imports, anywhere in it (functions,
-    `if` blocks), relative imports resolved against its package."""
+    `if` blocks), relative imports resolved against its package; `from package import name`
+    gives both `package` and `package.name`."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
@@ -34,6 +35,7 @@ def imported_modules(path: Path) -> list[str]:
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names]  # a package's names: `engine.load_model`
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".")
             base = ".".join(parts[: len(parts) - node.level + 1]) if node.level <= len(parts) else ""

@@ -48,15 +48,19 @@ def test_the_language_server_starts_without_the_runtime():
     assert not loaded, f"importing the language server loaded {loaded}"
 
 
+# The stable Python hook's runtime names, loaded lazily by loopcoder.engine (PEP 562).
+RUNTIME_HOOK = tuple(f"loopcoder.engine.{name}" for name in ("Engine", "EngineConfig", "load_model", "random_model",
+                                                             "default_model_path"))
 FRONT_ENDS = [p for folder in ("lsp", "jupyter_ext") for p in sources(folder)]
 # Loading an engine is the one place a front end meets the runtime: it asks the loader for one.
-LOADERS = {"lsp/features/engine_loading.py", "lsp/cli.py"}
+# In the CLI: loading.py (the model, the daemon's socket) and engine_daemon.py (`loopcoder engine` serving).
+LOADERS = {"lsp/features/engine_loading.py", "lsp/cli/loading.py", "lsp/cli/engine_daemon.py"}
 
 
 @pytest.mark.parametrize("path", [p for p in FRONT_ENDS if str(p.relative_to(ROOT)) not in LOADERS],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_front_ends_type_against_the_interface(path):
-    runtime = [n for n in imported_modules(path) if within(n, *RUNTIME[2:], "loopcoder.engine.loader",
+    runtime = [n for n in imported_modules(path) if within(n, *RUNTIME[2:], *RUNTIME_HOOK, "loopcoder.engine.loader",
                                                              "loopcoder.engine.serving.daemon")]
     assert not runtime, f"{path.relative_to(ROOT)} imports the runtime: {runtime}"
 
@@ -65,3 +69,4 @@ def test_the_rules_catch_a_way_in():
     assert within("loopcoder.engine.engine", *RUNTIME) and not within("loopcoder.engine.api", *RUNTIME)
     assert module_name(ROOT / "engine" / "serving" / "__init__.py") == "loopcoder.engine.serving"
     assert "loopcoder.engine.api" in imported_modules(ROOT / "engine" / "serving" / "client.py")
+    assert "loopcoder.engine.load_model" in imported_modules(ROOT / "lsp" / "cli" / "loading.py")

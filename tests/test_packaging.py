@@ -34,12 +34,13 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     (wheel,) = tmp_path.glob("loopcoder-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "loopcoder/engine/engine.py" in names and "loopcoder/kernels/attention/__init__.py" in names
-    assert "loopcoder/engine/models/loopcoder.py" in names and "loopcoder/lsp/cli.py" in names
+    assert "loopcoder/engine/models/loopcoder.py" in names and "loopcoder/lsp/cli/__init__.py" in names
     for module in ("engine/parallel/sharding.py", "engine/serving/http/openai.py", "engine/sampling/grammar.py"):
         assert f"loopcoder/{module}" in names, module
     assert "loopcoder/engine/sampling/grammar.py" in names and "loopcoder/engine/sampling.py" not in names
     assert "loopcoder/lsp/features/actions.py" in names
     assert "loopcoder/lsp/server/sync.py" in names and "loopcoder/lsp/server.py" not in names
+    assert "loopcoder/lsp/cli/__main__.py" in names and "loopcoder/lsp/cli.py" not in names
     assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
 
     target = tmp_path / "site"

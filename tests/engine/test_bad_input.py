@@ -1,14 +1,12 @@
 """Every kind of bad input gets a specific error, and the engine keeps working."""
 
 import json
-import shutil
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from loopcoder.engine import load_model
-from loopcoder.engine.config import ModelConfig
 from loopcoder.engine.sampling import SamplingParams
 from loopcoder.engine.errors import InvalidRequestError, KVCacheOutOfMemoryError, ModelLoadError, UnsupportedModelError
 

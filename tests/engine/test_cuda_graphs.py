@@ -176,7 +176,7 @@ def test_heads_the_decode_kernels_cannot_take_keep_steps_eager():
 
 
 def test_loopcoder_status_reports_graphs_on_gpu_engines_only():
-    from loopcoder.lsp.cli import _graph_rows
+    from loopcoder.lsp.cli.status import _graph_rows
 
     assert _graph_rows({"device": "cpu", "cuda_graphs": None}) == []
     assert "off" in _graph_rows({"device": "cuda", "cuda_graphs": None})[0][1]
