@@ -70,3 +70,13 @@ def test_the_rules_catch_a_way_in():
     assert module_name(ROOT / "engine" / "serving" / "__init__.py") == "loopcoder.engine.serving"
     assert "loopcoder.engine.api" in imported_modules(ROOT / "engine" / "serving" / "client.py")
     assert "loopcoder.engine.load_model" in imported_modules(ROOT / "lsp" / "cli" / "loading.py")
+
+
+@pytest.mark.parametrize("path", sources("lsp/features"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_features_stay_editor_neutral(path):
+    """Features serve the LSP server, Jupyter, the CLI and CI alike: no editor protocol, and
+    nothing of the front ends that call them."""
+    above = [n for n in imported_modules(path) if within(n, "pygls", "lsprotocol", "loopcoder.lsp.server",
+                                                          "loopcoder.lsp.cli", "loopcoder.lsp.eval",
+                                                          "loopcoder.jupyter_ext")]
+    assert not above, f"{path.relative_to(ROOT)} imports {above}"
