@@ -61,7 +61,7 @@ from loopcoder.engine.loader import default_model_path
 from loopcoder.engine.tokenizer import Tokenizer
 from loopcoder.engine.weights.gguf_config import config_from_gguf
 from loopcoder.engine.weights.gguf_file import open_gguf, read_gguf_metadata
-from loopcoder.lsp.demo import ScriptedClient
+from loopcoder.lsp.cli.scripted_client import ScriptedClient
 from loopcoder.lsp.features.completion import CompletionOptions, build_prompt
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

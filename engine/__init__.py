@@ -11,22 +11,22 @@ The stable Python hook (outside checks rely on it)::
 
 import importlib
 
-from .api import EngineAPI, GenerationResult
 from .config import ModelConfig
 from .errors import LoopcoderError
-from .sampling import SamplingParams
 
-# The runtime loads on first use (PEP 562): every module of the engine, the thin client in
-# engine/serving/ among them, imports this package first, and the client must start without
-# torch, triton and the models (tests/test_layout.py). The hook above still reads as one import.
-_RUNTIME = {
+# Loaded on first use (PEP 562): every module of the engine imports this package first, so
+# what it imports, every module pays for. The thin client in engine/serving/ must start
+# without torch, triton and the models (tests/test_layout.py), and `loopcoder engine --help`
+# without llguidance (sampling's schema check). The hook above still reads as one import.
+_LAZY = {
+    "EngineAPI": ".api", "GenerationResult": ".api", "SamplingParams": ".sampling",
     "Engine": ".engine", "EngineConfig": ".engine",
     "default_model_path": ".loader", "load_model": ".loader", "random_model": ".loader",
 }
 
 
 def __getattr__(name: str):
-    module = _RUNTIME.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)

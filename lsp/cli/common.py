@@ -1,12 +1,17 @@
-"""What the subcommands share: the model and sampling options, and the lines they print.
+"""What the subcommands share: the model and sampling options, reading an input file, and the
+lines they print.
 
-It imports nothing of the engine, so that parsing `loopcoder engine`'s options stays light."""
+It imports nothing of the engine but its errors, so that parsing `loopcoder engine`'s options
+stays light."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from loopcoder.engine.errors import InvalidRequestError
 
 if TYPE_CHECKING:  # for the type alone
     from loopcoder.engine.api import GenerationResult
@@ -57,3 +62,16 @@ def report(result: GenerationResult) -> None:
         f"first token {t.first_token_s * 1000:.0f} ms, total {t.total_s * 1000:.0f} ms, {result.finish_reason}]",
         file=sys.stderr,
     )
+
+
+def read_input(name: str, what: str) -> str:
+    """The text of file `name` ("-": stdin), or InvalidRequestError naming `what` it should be."""
+    if name == "-":
+        return sys.stdin.read()
+    path = Path(name)
+    if not path.is_file():
+        raise InvalidRequestError(f"{what} {name} does not exist" if not path.exists() else f"{what} {name} is not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidRequestError(f"cannot read {what} {name}: {e}") from None

@@ -210,7 +210,7 @@ async def test_the_language_server_takes_the_remote_backend_from_initialization_
 
     from lsprotocol import types
 
-    from loopcoder.lsp.demo import ScriptedClient
+    from loopcoder.lsp.cli.scripted_client import ScriptedClient
 
     client = ScriptedClient("remote editor")
     await client.start_io(sys.executable, "-m", "loopcoder.lsp.cli", "lsp")

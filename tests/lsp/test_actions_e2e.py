@@ -15,7 +15,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from loopcoder.lsp.demo import read_code_actions_right
+from loopcoder.lsp.cli.scripted_client import read_code_actions_right
 
 from .clients import language_server
 from .clients import open_document as _open

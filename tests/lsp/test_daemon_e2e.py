@@ -10,7 +10,7 @@ import pytest
 from lsprotocol import types
 
 from loopcoder.engine.serving.client import DaemonClient
-from loopcoder.lsp.demo import ScriptedClient
+from loopcoder.lsp.cli.scripted_client import ScriptedClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="function")]
 
