@@ -33,10 +33,10 @@ from loopcoder.engine.errors import (
     TokenizerError,
 )
 from loopcoder.lsp.features import hints, review, scaffold, tracebacks
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.completion import complete
 from loopcoder.lsp.features.inline_completion import completion_options
 from loopcoder.lsp.features.notebooks import notebook_context
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from . import requests as bodies
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.ci_review.formats import FORMATS
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from loopcoder.lsp.features.ci_review.review import FAIL_ON
 

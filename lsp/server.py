@@ -28,7 +28,6 @@ from pygls.uris import to_fs_path
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 from loopcoder.engine.hardware import package_version
 from loopcoder.lsp.features import actions, hints, review
-from loopcoder.lsp.features.actions import ActionOptions, Span
 from loopcoder.lsp.features.documents import (Change, Document, DocumentOutOfSyncError, DocumentStore, Position, Range,
                                                  units_of)
 from loopcoder.lsp.features.engine_loading import LazyEngine
@@ -36,6 +35,7 @@ from loopcoder.lsp.features.inline_completion import TypedThrough, completion_op
 from loopcoder.lsp.features.notebooks import Cell, Notebooks
 from loopcoder.lsp.features.prewarm import prewarm
 from loopcoder.lsp.features import scaffold
+from loopcoder.lsp.features.prompts import ActionOptions, Span
 from loopcoder.lsp.features.requests import RequestTracker, Ticket
 from loopcoder.lsp.features.review import DocumentOrigin, Finding
 from loopcoder.lsp.features.settings import ServerSettings
