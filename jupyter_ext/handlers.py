@@ -23,6 +23,7 @@ import tornado.iostream
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import (
     CancelledError,
     EngineUnavailableError,
@@ -33,10 +34,10 @@ from loopcoder.engine.errors import (
     TokenizerError,
 )
 from loopcoder.lsp.features import hints, review, scaffold, tracebacks
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.completion import complete
 from loopcoder.lsp.features.inline_completion import completion_options
 from loopcoder.lsp.features.notebooks import notebook_context
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from . import requests as bodies
 
@@ -152,57 +153,77 @@ class CompleteHandler(LoopcoderHandler):
             self._ticket.cancel()
 
 
-class ExplainErrorHandler(LoopcoderHandler):
-    """POST /loopcoder/explain-error {path, cells, cell_index}: markdown on the cell's error output."""
+class CellActionHandler(LoopcoderHandler):
+    """POST {path, cells, cell_index}: one action on a notebook cell. A subclass says which cells it
+    refuses (`check`), what it runs in a worker thread (`run`), and the JSON it answers (`answer`)."""
+
+    empty_cell = ""  # why an empty cell is refused, e.g. "there is nothing to review"; "": it is not
 
     @tornado.web.authenticated
     @json_errors
     async def post(self) -> None:
         request = bodies.cell_request(self.body())
+        self.check(request)
+        options = self.options()
+        result = await self.ext.in_worker(lambda: self.run(self.ext.get_engine(), request, options))
+        self.finish(json.dumps(self.answer(request, result)))
+
+    def check(self, request: bodies.CellRequest) -> None:
+        if self.empty_cell and not request.cell.source.strip():
+            raise InvalidRequestError(f"cell {request.index} is empty: {self.empty_cell}")
+
+    def run(self, engine: EngineAPI, request: bodies.CellRequest, options: ActionOptions) -> Any:
+        raise NotImplementedError
+
+    def answer(self, request: bodies.CellRequest, result: Any) -> dict:
+        raise NotImplementedError
+
+
+class ExplainErrorHandler(CellActionHandler):
+    """POST /loopcoder/explain-error {path, cells, cell_index}: markdown on the cell's error output."""
+
+    def check(self, request: bodies.CellRequest) -> None:
         if not request.tracebacks:
             raise InvalidRequestError(f"cell {request.index} has no error output to explain: run it, and ask "
                                       "again if it fails")
-        options, traceback = self.options(), request.tracebacks[-1]
-        markdown = await self.ext.in_worker(lambda: tracebacks.explain_error(
-            self.ext.get_engine(), request.path, request.cell.source, traceback, LANGUAGE, options))
-        self.finish(json.dumps({"markdown": markdown or "_The model gave no explanation._"}))
+
+    def run(self, engine: EngineAPI, request: bodies.CellRequest, options: ActionOptions) -> str:
+        return tracebacks.explain_error(engine, request.path, request.cell.source, request.tracebacks[-1], LANGUAGE,
+                                        options)
+
+    def answer(self, request: bodies.CellRequest, markdown: str) -> dict:
+        return {"markdown": markdown or "_The model gave no explanation._"}
 
 
-class ReviewHandler(LoopcoderHandler):
+class ReviewHandler(CellActionHandler):
     """POST /loopcoder/review {path, cells, cell_index}: findings on the cell's lines, most severe first."""
 
-    @tornado.web.authenticated
-    @json_errors
-    async def post(self) -> None:
-        request = bodies.cell_request(self.body())
-        source, options = request.cell.source, self.options()
-        if not source.strip():
-            raise InvalidRequestError(f"cell {request.index} is empty: there is nothing to review")
+    empty_cell = "there is nothing to review"
+
+    def run(self, engine: EngineAPI, request: bodies.CellRequest, options: ActionOptions) -> review.Review:
         origin = review.DocumentOrigin(Path(self.serverapp.root_dir) / request.path, notebook_cell=True)
-        reviewed = await self.ext.in_worker(lambda: review.review(
-            self.ext.get_engine(), request.path, source, None, LANGUAGE, options, origin=origin))
+        return review.review(engine, request.path, request.cell.source, None, LANGUAGE, options, origin=origin)
+
+    def answer(self, request: bodies.CellRequest, reviewed: review.Review) -> dict:
         for note in reviewed.notes:  # an analyzer missing or failing: the review went on without it
             log.warning("loopcoder review of %s: %s", request.path, note)
-        starts = _line_starts(source)
+        starts = _line_starts(request.cell.source)
         findings = [{**f.as_json(), "from": starts[f.line] + f.start, "to": starts[f.line] + f.end}
                     for f in reviewed.findings]
-        self.finish(json.dumps({"findings": findings, "complete": reviewed.complete, "notes": reviewed.notes,
-                                "analyzers": reviewed.analyzers}))
+        return {"findings": findings, "complete": reviewed.complete, "notes": reviewed.notes,
+                "analyzers": reviewed.analyzers}
 
 
-class HintHandler(LoopcoderHandler):
+class HintHandler(CellActionHandler):
     """POST /loopcoder/hint {path, cells, cell_index}: a Socratic question; 422 when the model would only answer with code."""
 
-    @tornado.web.authenticated
-    @json_errors
-    async def post(self) -> None:
-        request = bodies.cell_request(self.body())
-        source, options = request.cell.source, self.options()
-        if not source.strip():
-            raise InvalidRequestError(f"cell {request.index} is empty: write a first attempt, then ask for a hint")
-        text = await self.ext.in_worker(lambda: hints.hint(
-            self.ext.get_engine(), request.path, source, None, LANGUAGE, options))
-        self.finish(json.dumps({"hint": text}))
+    empty_cell = "write a first attempt, then ask for a hint"
+
+    def run(self, engine: EngineAPI, request: bodies.CellRequest, options: ActionOptions) -> str:
+        return hints.hint(engine, request.path, request.cell.source, None, LANGUAGE, options)
+
+    def answer(self, request: bodies.CellRequest, text: str) -> dict:
+        return {"hint": text}
 
 
 class ScaffoldHandler(LoopcoderHandler):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features import hints
-from loopcoder.lsp.features.actions import ActionOptions
+from loopcoder.lsp.features.prompts import ActionOptions
 from loopcoder.lsp.features.ci_review.context import language_of
 from loopcoder.lsp.features.engine_loading import add_backend_arguments
 

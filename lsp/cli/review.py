@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.ci_review import diff
 from loopcoder.lsp.features.ci_review.formats import FORMATS, render, use_color
 from loopcoder.lsp.features.ci_review.review import FAIL_ON, ReviewOptions, exit_status, review_changes
 from loopcoder.lsp.features.engine_loading import add_backend_arguments
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from .common import add_model_args, read_input
 from .loading import engine_for

@@ -13,8 +13,8 @@ from loopcoder.engine.api import CancelCheck, EngineAPI, Priority
 from loopcoder.engine.errors import CancelledError
 from loopcoder.engine.sampling import FinishReason, SamplingParams
 
-from .actions import ActionOptions, Progress, token_counter
 from .findings import CATEGORIES, SEVERITIES
+from .prompts import ActionOptions, Progress, token_counter
 
 MAX_FINDINGS = 6
 MAX_MESSAGE_CHARS = 200

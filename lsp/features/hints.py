@@ -19,7 +19,7 @@ from loopcoder.engine.api import CancelCheck, EngineAPI
 from loopcoder.engine.errors import OutputPolicyError
 from loopcoder.engine.sampling import FinishReason
 
-from .actions import ActionOptions, Progress, Span, _chat, _selected, chat_ids, fit_prompt
+from .prompts import ActionOptions, Progress, Span, chat_ids, fit_prompt, run_chat, selected_code
 from .prose import drop_lead_in, drop_repeats, whole_sentences
 
 HINT_SYSTEM = (
@@ -57,7 +57,7 @@ def hint(engine: EngineAPI, key: str, text: str, span: Span | None = None, langu
 
     Raises OutputPolicyError when both tries answered with code.
     """
-    code, fence = _selected(text, span)
+    code, fence = selected_code(text, span)
     quoted = f"{fence}{language}\n{code}\n{fence}"
     # The problem and the code are the user's text: one plain-encoded slot carries both.
     material = f"The problem:\n{problem.strip()}\n\nMy solution so far:\n{quoted}" if problem.strip() else quoted
@@ -68,8 +68,8 @@ def hint(engine: EngineAPI, key: str, text: str, span: Span | None = None, langu
         ids = fit_prompt(engine, chat_ids(engine, HINT_SYSTEM, before, material, after, examples=HINT_EXAMPLES),
                     options, "this hint")
         tries = replace(options, temperature=max(options.temperature, RETRY_TEMPERATURE)) if retry else options
-        result = _chat(engine, f"{key}#hint", ids, tries, cancelled, progress, max_new_tokens=HINT_TOKENS,
-                       seed=RETRY_SEED if retry else None, stop=FENCES)
+        result = run_chat(engine, f"{key}#hint", ids, tries, cancelled, progress, max_new_tokens=HINT_TOKENS,
+                          seed=RETRY_SEED if retry else None, stop=FENCES)
         return result.text, result.finish_reason is FinishReason.LENGTH
 
     return socratic(attempt)

@@ -1,6 +1,8 @@
-"""Cleaning a small model's prose: sentences it repeats, a sentence it did not finish, a dangling lead-in.
+"""Cleaning a small model's prose: sentences or paragraphs it repeats, a sentence it did not finish,
+a dangling lead-in.
 
-Shared by the hint (`hints`) and the CI review's messages (`ci_review`).
+Shared by the hint (`hints`), the review's messages (`review`, `ci_review`) and the
+explanations (`actions`, `tracebacks`).
 """
 
 from __future__ import annotations
@@ -36,3 +38,16 @@ def whole_sentences(text: str) -> str:
     ends = [m.end() for m in re.finditer(r"[.?!](?=\s|$)", text)]
     return text[: ends[-1]].strip() if ends else text.strip()
 
+
+
+def drop_repeat_paragraphs(markdown: str) -> str:
+    """`markdown` without paragraphs or lines that repeat an earlier one word for word."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for line in markdown.split("\n"):
+        normal = " ".join(line.split()).lower()
+        if len(normal) > 20 and normal in seen:  # short lines (fences, "```", bullets) may repeat
+            continue
+        seen.add(normal)
+        kept.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()

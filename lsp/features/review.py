@@ -28,10 +28,10 @@ from typing import Any
 
 from loopcoder.engine.api import CancelCheck, EngineAPI
 
-from .actions import ActionOptions, Progress, Span, chat_ids, checked_span, fit_prompt, lines_of, numbered
 from .analyzers import PYTHON_SUFFIXES, ruff_settings_folder, run_analyzers
 from .findings import SEVERITIES, ReviewFinding, merge
 from .findings_answer import finding_schema, findings_answer, indented_fix
+from .prompts import ActionOptions, Progress, Span, chat_ids, checked_span, fit_prompt, lines_of, numbered
 from .prose import drop_repeats, whole_sentences
 from .quick_fixes import quick_fix
 

@@ -13,15 +13,8 @@ import re
 from loopcoder.engine.api import CancelCheck, EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
-from .actions import (
-    ActionOptions,
-    Progress,
-    _chat,
-    _fence,
-    chat_ids,
-    drop_repeat_paragraphs,
-    fit_prompt,
-)
+from .prompts import ActionOptions, Progress, chat_ids, fence_for, fit_prompt, run_chat
+from .prose import drop_repeat_paragraphs
 
 EXPLAIN_ERROR_SYSTEM = (
     "You are a patient senior engineer. The user's code raised an error. In concise markdown, say in one "
@@ -48,10 +41,10 @@ def explain_error(engine: EngineAPI, key: str, code: str, traceback: str, langua
     error = plain_traceback(traceback)
     if not error:
         raise InvalidRequestError("there is no error to explain: the traceback is empty")
-    fence = _fence(code + error)
+    fence = fence_for(code + error)
     # The code and the traceback are both the user's text: one plain-encoded slot carries both.
     material = f"{fence}{language}\n{code}\n{fence}\n\nThe error:\n{fence}\n{error}\n{fence}"
     ids = fit_prompt(engine, chat_ids(engine, EXPLAIN_ERROR_SYSTEM, "My code:\n", material,
                                  "\n\nWhy does it fail, and how do I fix it?"), options, "this explanation")
-    result = _chat(engine, f"{key}#explain-error", ids, options, cancelled, progress)
+    result = run_chat(engine, f"{key}#explain-error", ids, options, cancelled, progress)
     return drop_repeat_paragraphs(result.text.strip())

@@ -12,7 +12,7 @@ from pygls.uris import to_fs_path
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 from loopcoder.lsp.features import actions, hints, review
-from loopcoder.lsp.features.actions import ActionOptions, Span
+from loopcoder.lsp.features.prompts import ActionOptions, Span
 from loopcoder.lsp.features.documents import Document, Position, Range
 from loopcoder.lsp.features.review import DocumentOrigin
 from loopcoder.lsp.server.code_actions import publish_findings

@@ -10,7 +10,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
-from loopcoder.lsp.features.actions import Span
+from loopcoder.lsp.features.prompts import Span
 from loopcoder.lsp.features.documents import Change, Document, Position, Range, units_of
 from loopcoder.lsp.server.state import LoopcoderServer
 

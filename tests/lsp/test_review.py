@@ -14,8 +14,8 @@ import pytest
 
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.lsp.features import analyzers, findings_answer
-from loopcoder.lsp.features.actions import ActionOptions, Span
 from loopcoder.lsp.features.findings import ReviewFinding
+from loopcoder.lsp.features.prompts import ActionOptions, Span
 from loopcoder.lsp.features.review import (
     DocumentOrigin,
     Finding,

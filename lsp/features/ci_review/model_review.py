@@ -16,9 +16,9 @@ from typing import Callable
 
 from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.lsp.features.actions import ActionOptions, chat_ids, fit_prompt
 from loopcoder.lsp.features.findings import ReviewFinding
 from loopcoder.lsp.features.findings_answer import finding_schema, findings_answer, indented_fix
+from loopcoder.lsp.features.prompts import ActionOptions, chat_ids, fit_prompt
 from loopcoder.lsp.features.prose import drop_repeats, whole_sentences
 
 from .context import hunk_context, language_of

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from loopcoder.engine.api import EngineAPI
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.analyzers import run_analyzers
 from loopcoder.lsp.features.findings import ReviewFinding, at_least, merge
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from .diff import ChangedFile, ChangeSet
 from .model_review import review_file

@@ -24,7 +24,7 @@ from loopcoder.engine.api import CancelCheck, EngineAPI, Priority
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.sampling import SamplingParams
 
-from ..actions import chat_ids, token_counter
+from ..prompts import chat_ids, token_counter
 from .spec import FIELD_TYPES, LoadedSpec, load_spec
 
 MAX_DESCRIPTION_CHARS = 2000

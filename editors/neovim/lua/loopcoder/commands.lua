@@ -48,45 +48,38 @@ local function target(client, bufnr, opts)
   return argument
 end
 
-local function review(opts)
-  local bufnr = api.nvim_get_current_buf()
-  local client = attached_client(bufnr)
-  if not client then
-    return
+--- A command run in the current buffer: `run(client, bufnr, opts)` with its loopcoder client,
+--- else the error that none is attached.
+local function in_buffer(run)
+  return function(opts)
+    local bufnr = api.nvim_get_current_buf()
+    local client = attached_client(bufnr)
+    if client then
+      return run(client, bufnr, opts)
+    end
   end
-  notify('reviewing…')
-  M.execute(client, bufnr, 'loopcoder.review', target(client, bufnr, opts), function(result)
-    local count = result and result.findings and #result.findings or 0
-    local partial = result and result.complete == false and ' (the answer ran out of actionTokens)' or ''
-    notify(('%d finding(s), shown as diagnostics%s'):format(count, partial))
+end
+
+--- A command that says `doing` and runs server command `name` on the buffer or its :range.
+local function on_target(name, doing, done)
+  return in_buffer(function(client, bufnr, opts)
+    notify(doing)
+    M.execute(client, bufnr, name, target(client, bufnr, opts), done)
   end)
 end
 
-local function explain(opts)
-  local bufnr = api.nvim_get_current_buf()
-  local client = attached_client(bufnr)
-  if client then
-    notify('explaining…')
-    -- The server shows the explanation itself (window/showDocument, else window/showMessage).
-    M.execute(client, bufnr, 'loopcoder.explain', target(client, bufnr, opts))
-  end
-end
+local review = on_target('loopcoder.review', 'reviewing…', function(result)
+  local count = result and result.findings and #result.findings or 0
+  local partial = result and result.complete == false and ' (the answer ran out of actionTokens)' or ''
+  notify(('%d finding(s), shown as diagnostics%s'):format(count, partial))
+end)
 
-local function hint(opts)
-  local bufnr = api.nvim_get_current_buf()
-  local client = attached_client(bufnr)
-  if client then
-    notify('thinking of a hint…')
-    M.execute(client, bufnr, 'loopcoder.hint', target(client, bufnr, opts)) -- shown with window/showMessage
-  end
-end
+-- The server shows the explanation itself (window/showDocument, else window/showMessage).
+local explain = on_target('loopcoder.explain', 'explaining…')
 
-local function edit(opts)
-  local bufnr = api.nvim_get_current_buf()
-  local client = attached_client(bufnr)
-  if not client then
-    return
-  end
+local hint = on_target('loopcoder.hint', 'thinking of a hint…') -- shown with window/showMessage
+
+local edit = in_buffer(function(client, bufnr, opts)
   local function run(instruction)
     if not instruction or vim.trim(instruction) == '' then
       return notify('an edit needs an instruction, e.g. :LoopcoderEdit add logging', vim.log.levels.ERROR)
@@ -105,7 +98,7 @@ local function edit(opts)
     return run(opts.args)
   end
   vim.ui.input({ prompt = 'loopcoder edit: ' }, run)
-end
+end)
 
 --- {description, target} for loopcoder.scaffoldForm, or nil and why not.
 function M.scaffold_argument(description, folder)
@@ -119,12 +112,7 @@ function M.scaffold_argument(description, folder)
   return { description = vim.trim(description), target = vim.uri_from_fname(path) }
 end
 
-local function scaffold(opts)
-  local bufnr = api.nvim_get_current_buf()
-  local client = attached_client(bufnr)
-  if not client then
-    return
-  end
+local scaffold = in_buffer(function(client, bufnr, opts)
   local function run(description, folder)
     local argument, why = M.scaffold_argument(description, folder)
     if not argument then
@@ -157,7 +145,7 @@ local function scaffold(opts)
     return ask_folder(opts.args)
   end
   vim.ui.input({ prompt = 'Describe the form: ' }, ask_folder)
-end
+end)
 
 function M.create()
   local create = api.nvim_create_user_command

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 
 from loopcoder.lsp.features import hints
-from loopcoder.lsp.features.actions import ActionOptions
 from loopcoder.lsp.features.ci_review import diff, formats
 from loopcoder.lsp.features.ci_review.review import ReviewOptions, review_changes
+from loopcoder.lsp.features.prompts import ActionOptions
 
 from .conftest import SQL_LINE
 
