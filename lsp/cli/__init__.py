@@ -19,6 +19,8 @@ from importlib import import_module
 from types import ModuleType
 from typing import NamedTuple
 
+from loopcoder.engine.errors import LoopcoderError
+
 
 class Subcommand(NamedTuple):
     module: str  # under loopcoder.lsp.cli
@@ -73,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_subcommand(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Imported once a subcommand runs: `loopcoder --help` loads nothing of the engine.
-    from loopcoder.engine.errors import LoopcoderError
-
     try:
         return command_module(args.command).run(args)
     except LoopcoderError as e:

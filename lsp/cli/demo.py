@@ -20,7 +20,8 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from loopcoder.engine.errors import InvalidRequestError
+from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
+from loopcoder.engine.serving.client import DaemonClient
 
 from .common import add_model_args
 from .scripted_client import ScriptedClient
@@ -208,9 +209,6 @@ async def drive(args: argparse.Namespace) -> int:
 
 
 def _stop_engine(socket_path: Path) -> None:
-    from loopcoder.engine.serving.client import DaemonClient
-    from loopcoder.engine.errors import LoopcoderError
-
     if not socket_path.exists():
         return
     try:
