@@ -5,6 +5,20 @@ logs it there. Nothing else in the code base raises bare exceptions for user-fac
 failures: misuse of an internal API may still raise ValueError/TypeError.
 """
 
+from typing import Any
+
+SHOWN_CHARS = 60  # of a client's value, repeated in an error message
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters with the full size
+    said: an error never repeats the megabytes a client sent."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes, list, dict)) else len(text)
+    return f"{text[:limit]}… ({size} characters)"
+
 
 class LoopcoderError(Exception):
     """Base class: a failure a user can act on, with a message that says how."""

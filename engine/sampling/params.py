@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, shown
 from .schema import json_schema_grammar
 
 MAX_NEW_TOKENS_CAP = 1 << 20
@@ -37,7 +37,7 @@ def _is_real(value: object) -> bool:
 
 
 def _reject(field: str, value: object, why: str) -> None:
-    raise InvalidRequestError(f"{field}={value!r} is invalid: {why}")
+    raise InvalidRequestError(f"{field}={shown(value)} is invalid: {why}")
 
 
 @dataclass(frozen=True)

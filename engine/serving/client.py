@@ -31,12 +31,14 @@ from typing import Any
 from ..api import EngineAPI, GenerationResult, Priority, RemoteModelConfig, Timings, Usage, as_id_list
 from ..errors import EngineBusyError, EngineUnavailableError, InvalidRequestError
 from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
+from .socket_file import socket_claimed
 from ..sampling import DedentStop, FinishReason, SamplingParams
 from ..tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a waiting caller checks its cancel flag
+RETRY_S = 0.05  # between connection attempts to a daemon that is going away
 _LOST = object()  # queued to every waiter when the connection breaks
 
 
@@ -79,18 +81,31 @@ class DaemonClient(EngineAPI):
     # -- connection -------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Connect (starting the daemon if allowed), say hello, and restore documents after a reconnect."""
+        """Connect (starting the daemon if allowed), say hello, and restore documents after a reconnect.
+
+        A daemon that is stopping may still accept a connection and then drop it unanswered:
+        that counts as no daemon, tried again (and, with autostart, a new one started) until
+        `connect_timeout_s` has passed."""
         with self._connect_lock:
             if self._sock is not None:
                 return
-            sock = self._open_socket()
-            self._sock = sock
-            threading.Thread(target=self._read_loop, args=(sock,), name="loopcoder-engine-reader", daemon=True).start()
-            try:
-                hello = self._call({"op": "hello", "client": self.client_name}, reconnect=False)
-            except Exception:
-                self._drop(sock)
-                raise
+            deadline = time.monotonic() + self.connect_timeout_s
+            while True:
+                sock = self._open_socket()
+                self._sock = sock
+                threading.Thread(target=self._read_loop, args=(sock,), name="loopcoder-engine-reader", daemon=True).start()
+                try:
+                    hello = self._call({"op": "hello", "client": self.client_name}, reconnect=False)
+                    break
+                except EngineUnavailableError as exc:  # accepted, then dropped: a daemon on its way out
+                    self._drop(sock)
+                    if time.monotonic() >= deadline:
+                        raise EngineUnavailableError(f"the engine on {self.socket_path} closed the connection "
+                                                     f"before answering: {exc}") from None
+                    time.sleep(RETRY_S)
+                except Exception:
+                    self._drop(sock)
+                    raise
             self.server_info = hello
             started = self.started_engine
             if started is not None and started.poll() is None and hello.get("pid") != started.pid:
@@ -136,12 +151,8 @@ class DaemonClient(EngineAPI):
         log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         command = [sys.executable, "-m", "loopcoder.lsp.cli", "engine", "--socket", str(self.socket_path),
                    "--idle-timeout", str(auto.idle_timeout_s), *auto.args]
-        log.info("starting the engine: %s", " ".join(command))
-        with open(log_path, "ab") as log_file:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                       start_new_session=True, close_fds=True)
-        self.started_engine = process
         deadline = time.monotonic() + auto.ready_timeout_s
+        process = self._spawn(command, log_path)
         while time.monotonic() < deadline:
             try:
                 return self._try_connect()
@@ -153,14 +164,23 @@ class DaemonClient(EngineAPI):
                     return self._try_connect()
                 except OSError:
                     pass
-                if code == EngineBusyError.exit_code:  # that engine is still loading: wait for it
-                    time.sleep(0.1)
-                    continue
-                raise EngineUnavailableError(f"the engine exited with status {code} while starting: "
-                                             f"{_tail(log_path)} (log: {log_path})")
+                if code != EngineBusyError.exit_code:
+                    raise EngineUnavailableError(f"the engine exited with status {code} while starting: "
+                                                 f"{_tail(log_path)} (log: {log_path})")
+                if not socket_claimed(self.socket_path):  # the engine that held the socket has exited since
+                    process = self._spawn(command, log_path)
             time.sleep(0.1)
         raise EngineUnavailableError(f"the engine did not answer on {self.socket_path} within "
                                      f"{auto.ready_timeout_s:.0f} s (log: {log_path})")
+
+    def _spawn(self, command: list[str], log_path: Path) -> subprocess.Popen:
+        """Start `loopcoder engine` (busy: it exits at once when another engine holds the socket)."""
+        log.info("starting the engine: %s", " ".join(command))
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                       start_new_session=True, close_fds=True)
+        self.started_engine = process
+        return process
 
     def _read_loop(self, sock: socket.socket) -> None:
         decoder = FrameDecoder()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import Priority
 from ..engine import Engine
-from ..errors import InvalidRequestError, LoopcoderError
+from ..errors import InternalError, InvalidRequestError, LoopcoderError, shown
 from ..hardware import package_version
 from .socket_file import answers
 from .protocol import (
@@ -61,9 +61,17 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 64  # requests in flight at once, over all clients
 _BLOCKING_OPS = frozenset({"open", "sync", "generate", "close", "stats"})
 LATENCY_WINDOW = 256  # recent requests kept for `stats`
+# Back-pressure: a client that does not read its answers stops being read past the first bound,
+# and is disconnected (with a logged reason) past the second, which streamed answers can reach.
+READ_PAUSE_BYTES = 8 << 20
+MAX_QUEUED_BYTES = 64 << 20
+FLUSH_TIMEOUT_S = 5.0  # for a disconnected client's last answers (a protocol error) to go out
 
 
 class _Connection:
+    """One client. Its answers queue in `outbox`, written in order by one task; its blocking
+    requests count in `in_flight`, so that its documents close only after the last of them."""
+
     _ids = itertools.count(1)
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
@@ -72,7 +80,15 @@ class _Connection:
         self.client = f"conn{self.id}"
         self.cancels: dict[int, threading.Event] = {}  # request id -> its cancel flag
         self.documents: set[str] = set()  # engine keys this connection opened
+        self.lock = threading.Lock()  # closed and in_flight, between the event loop and the workers
         self.closed = False
+        self.in_flight = 0  # blocking requests handed to a worker and not finished
+        self.outbox: deque[bytes] = deque()  # encoded frames not yet handed to the transport
+        self.queued_bytes = 0
+        self.wake = asyncio.Event()  # the outbox has frames, or the connection ends
+        self.room = asyncio.Event()  # few enough answers unread to read the next request
+        self.room.set()
+        self.writer_task: asyncio.Task | None = None
 
     def key(self, key: str) -> str:
         return f"{self.id}/{key}"
@@ -183,18 +199,22 @@ class EngineServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         self.connections[conn.id] = conn
+        conn.writer_task = asyncio.create_task(self._write_loop(conn))
         decoder = FrameDecoder()
         try:
-            while True:
+            while not conn.closed:
                 data = await reader.read(1 << 16)
                 if not data:
                     break
                 try:
                     messages = decoder.feed(data)
                 except ProtocolError as exc:
-                    await self._send(conn, error_frame(None, exc))
+                    self._send(conn, error_frame(None, exc))
                     break
                 for message in messages:
+                    await conn.room.wait()  # back-pressure: its earlier answers are still unread
+                    if conn.closed:
+                        break
                     self._dispatch(conn, message)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -204,32 +224,75 @@ class EngineServer:
             self._disconnect(conn)
 
     def _disconnect(self, conn: _Connection) -> None:
-        conn.closed = True
+        """End a connection: cancel its requests, let its queued answers go out (for a while),
+        and close its documents once none of its requests is left running. A request still
+        queued for a worker finds the connection closed and does nothing."""
+        with conn.lock:
+            already, conn.closed = conn.closed, True
+            idle = conn.in_flight == 0
         self.connections.pop(conn.id, None)
-        for flag in conn.cancels.values():
+        for flag in list(conn.cancels.values()):
             flag.set()
-        documents = list(conn.documents)
-        if documents:
-            self._workers.submit(self._close_documents, documents)
-        with contextlib.suppress(Exception):
-            conn.writer.close()
+        if idle and not already:
+            self._workers.submit(self._close_documents, conn)
+        conn.wake.set()
+        conn.room.set()
+        self._loop.call_later(FLUSH_TIMEOUT_S, conn.writer.transport.abort)
 
-    def _close_documents(self, keys: list[str]) -> None:
-        for key in keys:
+    def _close_documents(self, conn: _Connection) -> None:
+        for key in list(conn.documents):
             self.engine.close(key)  # blocks stay in the prefix cache: a reconnect re-finds them
+        conn.documents.clear()
 
-    async def _send(self, conn: _Connection, frame: dict[str, Any]) -> None:
-        if conn.closed:
-            return
+    async def _write_loop(self, conn: _Connection) -> None:
+        """Write the connection's answers in order, each after the client took the last."""
         try:
-            conn.writer.write(encode(frame))
-            await conn.writer.drain()
+            while True:
+                while not conn.outbox:
+                    if conn.closed:
+                        return
+                    conn.wake.clear()
+                    await conn.wake.wait()
+                data = conn.outbox.popleft()
+                conn.writer.write(data)
+                await conn.writer.drain()
+                conn.queued_bytes -= len(data)
+                if conn.queued_bytes <= READ_PAUSE_BYTES:
+                    conn.room.set()
         except (ConnectionError, RuntimeError):
-            conn.closed = True
+            pass  # the client went away: the reader sees it too
+        except asyncio.CancelledError:
+            pass
+        finally:
+            conn.outbox.clear()
+            conn.room.set()
+            with contextlib.suppress(Exception):
+                conn.writer.close()
+
+    def _send(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        """Queue `frame` for the client (on the event loop)."""
+        self._queue(conn, _encoded(frame))
 
     def _send_threadsafe(self, conn: _Connection, frame: dict[str, Any]) -> None:
+        """Queue `frame` from a worker thread, encoded there rather than on the event loop."""
         if not conn.closed:
-            asyncio.run_coroutine_threadsafe(self._send(conn, frame), self._loop)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the daemon is stopping
+                self._loop.call_soon_threadsafe(self._queue, conn, _encoded(frame))
+
+    def _queue(self, conn: _Connection, data: bytes) -> None:
+        if conn.closed and conn.writer_task is not None and conn.writer_task.done():
+            return
+        conn.outbox.append(data)
+        conn.queued_bytes += len(data)
+        conn.wake.set()
+        if conn.queued_bytes > MAX_QUEUED_BYTES:
+            log.warning("disconnecting %s: %d bytes of its answers are unread, over the %d-byte bound",
+                        conn.client, conn.queued_bytes, MAX_QUEUED_BYTES)
+            conn.outbox.clear()
+            conn.writer.transport.abort()
+            self._disconnect(conn)
+        elif conn.queued_bytes > READ_PAUSE_BYTES:
+            conn.room.clear()
 
     def _dispatch(self, conn: _Connection, message: dict[str, Any]) -> None:
         request_id = message.get("id")
@@ -239,30 +302,40 @@ class EngineServer:
             op = require(message, "op", str)
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
-                raise InvalidRequestError(f"unknown op {op!r}")
+                raise InvalidRequestError(f"unknown op {shown(op)}")
             if op in _BLOCKING_OPS:  # they take the engine lock, held through each step: never on the event loop
                 if request_id in conn.cancels:
                     raise InvalidRequestError(f"request id {request_id} is already in flight")
                 flag = conn.cancels[request_id] = threading.Event()
+                with conn.lock:
+                    conn.in_flight += 1
                 self._workers.submit(self._run_blocking, conn, request_id, handler, message, flag)
             else:
                 reply = handler(conn, message)
                 if reply is not None:
-                    self._loop.create_task(self._send(conn, {"id": request_id, "type": "result", **reply}))
+                    self._send(conn, {"id": request_id, "type": "result", **reply})
         except LoopcoderError as exc:
-            self._loop.create_task(self._send(conn, error_frame(request_id, exc)))
+            self._send(conn, error_frame(request_id, exc))
 
     def _run_blocking(self, conn: _Connection, request_id: int, handler, message: dict, flag: threading.Event) -> None:
+        frame = None
         try:
-            reply = handler(conn, message, request_id, flag)
-            frame = {"id": request_id, "type": "result", **reply}
+            if not conn.closed:  # else its client is gone: nothing to do, no one to answer
+                reply = handler(conn, message, request_id, flag)
+                frame = {"id": request_id, "type": "result", **reply}
         except Exception as exc:  # every failure goes back to its requester; the daemon lives on
             if not isinstance(exc, LoopcoderError):
                 log.exception("request %s failed", request_id)
             frame = error_frame(request_id, exc)
         finally:
             conn.cancels.pop(request_id, None)
-        self._send_threadsafe(conn, frame)
+            with conn.lock:
+                conn.in_flight -= 1
+                last = conn.closed and conn.in_flight == 0
+            if last:  # the connection ended while this ran: its documents end now
+                self._close_documents(conn)
+        if frame is not None:
+            self._send_threadsafe(conn, frame)
 
     # -- ops ------------------------------------------------------------------------------
 
@@ -349,12 +422,21 @@ class EngineServer:
         return {}
 
 
+def _encoded(frame: dict[str, Any]) -> bytes:
+    """The frame's bytes; an answer too large for a frame becomes an error for its request."""
+    try:
+        return encode(frame)
+    except InvalidRequestError as exc:
+        log.warning("answer to request %s not sent: %s", frame.get("id"), exc)
+        return encode(error_frame(frame.get("id"), InternalError(f"the answer could not be sent: {exc}")))
+
+
 def _priority(message: dict, default: Priority) -> Priority:
     name = require(message, "priority", str, default.name.lower())
     try:
         return Priority[name.upper()]
     except KeyError:
-        raise InvalidRequestError(f"unknown priority {name!r}: use interactive, action or background") from None
+        raise InvalidRequestError(f"unknown priority {shown(name)}: use interactive, action or background") from None
 
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",

@@ -28,11 +28,13 @@ from ..errors import (
     KVCacheOutOfMemoryError,
     LoopcoderError,
     TokenizerError,
+    shown,
 )
 from ..sampling import SamplingParams
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20  # a 1M-token prompt is about 5 MB of msgpack
+MAX_ERROR_CHARS = 2000  # an error message on the wire: never the megabytes a client sent
 _HEADER = struct.Struct(">I")
 
 OPS = frozenset({"hello", "open", "sync", "close", "generate", "cancel", "stats", "shutdown"})
@@ -85,13 +87,15 @@ class FrameDecoder:
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
         message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except msgpack.StackError:
+        raise ProtocolError("frame is not valid msgpack: nested deeper than the decoder allows") from None
     except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, ValueError, ...)
-        raise ProtocolError(f"frame is not valid msgpack: {exc}") from None
+        raise ProtocolError(f"frame is not valid msgpack: {exc or type(exc).__name__}") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"frame must hold a map, got {type(message).__name__}")
     version = message.get("v")
     if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {version!r}: this side speaks {PROTOCOL_VERSION}")
+        raise ProtocolError(f"unsupported protocol version {shown(version)}: this side speaks {PROTOCOL_VERSION}")
     return message
 
 
@@ -133,9 +137,10 @@ def params_to_wire(params: SamplingParams) -> dict[str, Any]:
 def params_from_wire(value: Any) -> SamplingParams:
     if not isinstance(value, dict):
         raise InvalidRequestError(f"field 'params' must be a map, got {type(value).__name__}")
-    unknown = sorted(set(value) - _PARAM_FIELDS)
+    unknown = sorted(set(value) - _PARAM_FIELDS, key=str)
     if unknown:
-        raise InvalidRequestError(f"unknown sampling parameter(s): {', '.join(map(str, unknown))}")
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise InvalidRequestError(f"unknown sampling parameter(s): {', '.join(map(shown, unknown[:3]))}{more}")
     try:
         return SamplingParams(**value)
     except TypeError as exc:
@@ -150,6 +155,8 @@ def error_frame(request_id: Any, exc: BaseException) -> dict[str, Any]:
         code = "protocol" if isinstance(exc, ProtocolError) else next(
             (c for c, kind in ERROR_CODES.items() if isinstance(exc, kind)), "internal")
     message = str(exc) if isinstance(exc, LoopcoderError) else f"{type(exc).__name__}: {exc}"
+    if len(message) > MAX_ERROR_CHARS:
+        message = f"{message[:MAX_ERROR_CHARS]}… (cut from {len(message)} characters)"
     return {"id": request_id, "type": "error", "code": code, "message": message}
 
 

@@ -33,6 +33,25 @@ def answers(path: Path) -> bool:
         return True
 
 
+def _lock_path(socket_path: Path) -> Path:
+    return socket_path.with_name(socket_path.name + ".lock")
+
+
+def socket_claimed(socket_path: Path) -> bool:
+    """Whether an engine holds the socket's lock: one is loading or serving, or still exiting."""
+    try:
+        lock = open(_lock_path(socket_path), "rb")
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 def claim_socket(socket_path: Path):
     """Take the socket's lock (`SOCKET.lock`, flock) for the life of this process, before the
     model loads; returns the open lock file, to be kept. Raises EngineBusyError when another
@@ -40,7 +59,7 @@ def claim_socket(socket_path: Path):
     two (the loser exits at once, the winner serves both)."""
     directory = socket_path.parent
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock = open(socket_path.with_name(socket_path.name + ".lock"), "a+")
+    lock = open(_lock_path(socket_path), "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
