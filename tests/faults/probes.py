@@ -24,3 +24,33 @@ def settle(condition: Callable[[], bool], timeout: float = 30.0, every: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(every)
+
+
+STREAMING_CLIENT = """
+import sys
+from loopcoder.engine.serving.client import DaemonClient
+from loopcoder.engine.sampling import SamplingParams
+c = DaemonClient(sys.argv[1], client_name="doomed")
+text = "def step(state):\\n    return state + 1\\n" * int(sys.argv[2])
+c.generate_for("doc", c.tokenizer.encode(text), SamplingParams(max_new_tokens=4096, ignore_eos=True),
+               on_token=lambda t, s: print("tok", flush=True))
+"""
+
+
+def kill_storm(socket_path, clients: int, prompt_lines: int = 40) -> int:
+    """Start `clients` processes that each open a document and stream a long answer; SIGKILL
+    each once it streams (or after 60 s). Returns how many were streaming when killed."""
+    import signal
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", STREAMING_CLIENT, str(socket_path), str(prompt_lines)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(clients)]
+    streaming = 0
+    for proc in procs:
+        streaming += proc.stdout.readline().startswith("tok")
+        proc.send_signal(signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
+        proc.stdout.close()
+    return streaming

@@ -9,7 +9,6 @@ client that comes back while the daemon dies starts a new one.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import msgpack
@@ -20,7 +19,7 @@ from loopcoder.engine.serving.client import AutoStart, DaemonClient
 from loopcoder.engine.serving.protocol import MAX_FRAME_BYTES, FrameDecoder, encode
 
 from ..engine.daemon_helpers import running_engine
-from .probes import rss_bytes, settle
+from .probes import kill_storm, rss_bytes, settle
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +156,71 @@ def test_a_client_coming_back_while_the_daemon_dies_starts_a_new_one(tmp_path):
             except Exception:
                 process.kill()
     assert pids[-1] != first_pid
+
+
+def _fuzzed_requests():
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
+                       st.text(max_size=20), st.binary(max_size=8))
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                         max_leaves=6)
+    params = st.dictionaries(
+        st.sampled_from(["max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop", "stop_token_ids",
+                         "ignore_eos", "json_schema", "", "max_tokens"]),
+        value, max_size=4).map(lambda p: {**p, "max_new_tokens": p["max_new_tokens"]}
+                              if isinstance(p.get("max_new_tokens"), int) and 0 <= p["max_new_tokens"] <= 4
+                              else {**p, "max_new_tokens": 2})
+    fields = st.fixed_dictionaries({}, optional={
+        "key": st.one_of(st.text(max_size=12), value), "ids": st.one_of(st.lists(st.integers(-3, 60_000), max_size=6), value),
+        "params": st.one_of(params, value), "priority": st.one_of(st.sampled_from(["interactive", "background", "urgent"]), value),
+        "stream": st.one_of(st.booleans(), value), "target": st.one_of(st.integers(0, 10), value), "client": value,
+        "keep_cached": value, "healed_text": value, "stop_dedent": value})
+    ops = st.one_of(st.sampled_from(["hello", "open", "sync", "close", "generate", "cancel", "stats"]),
+                    st.text(max_size=10).filter(lambda op: op != "shutdown"), value)
+    request = st.builds(lambda op, extra: {**extra, "op": op}, ops, fields)
+    return st.lists(request, min_size=1, max_size=5)
+
+
+def test_every_fuzzed_request_gets_exactly_one_answer(engine, client):
+    from hypothesis import HealthCheck, given, settings
+
+    before = client.stats()["sessions"]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_fuzzed_requests())
+    def fuzz(requests):
+        raw = RawClient(engine[1])
+        try:
+            for request_id, request in enumerate(requests, 1):
+                raw.send({**request, "id": request_id})
+            answers = [raw.answer(request_id) for request_id in range(1, len(requests) + 1)]
+            raw.sock.shutdown(socket.SHUT_WR)  # the daemon closes its side; nothing else may come
+            while data := raw.sock.recv(1 << 16):
+                raw.frames += raw.decoder.feed(data)
+        finally:
+            raw.close()
+        assert all(a["type"] == "result" or a.get("message") for a in answers)  # errors say why
+        extra = [f for f in raw.frames if f.get("type") != "chunk"]
+        assert extra == [], f"answers nobody asked for: {extra}"
+
+    fuzz()
+    assert client.stats()["pid"] == engine[0].pid
+    assert settle(lambda: client.stats()["sessions"] == before, timeout=30)
+
+
+def test_kill_storms_free_the_work_and_the_memory_comes_back(engine, client):
+    pid = engine[0].pid
+    idle = lambda: (lambda s: s["running"] == 0 and s["queue_depth"] == 0)(client.stats())  # noqa: E731
+    base = client.stats()
+    assert kill_storm(engine[1], 12) == 12  # the first storm: what the daemon keeps once it has seen one
+    assert settle(idle, timeout=60)
+    settled = rss_bytes(pid)
+    for _ in range(2):
+        assert kill_storm(engine[1], 12) == 12
+    assert settle(idle, timeout=60)
+    stats = client.stats()
+    assert stats["sessions"] == base["sessions"] and stats["blocks_free"] + stats["blocks_cached"] >= base["blocks_free"]
+    after = rss_bytes(pid)
+    print(f"RSS settled {settled >> 20} MB, after two more storms {after >> 20} MB")
+    assert after <= settled * 1.10, f"RSS {after >> 20} MB after the storms, settled at {settled >> 20} MB"
