@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...api import EngineAPI
 from ...errors import InvalidRequestError
+from ..memory import TrimAfterBursts
 from .errors import error_response
 
 MAX_BODY_BYTES = 16 << 20  # the default of `loopcoder engine --http-max-body`
 # Far more than any tokenizer's average (3 to 5 characters a token for code and prose), so
 # only a prompt that cannot fit is refused; a run of spaces may take 16 a token, or more.
 PROMPT_CHARS_PER_TOKEN = 32
+LARGE_BODY_BYTES = 64 << 10  # after bodies this large, freed memory goes back to the system (memory.py)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -34,11 +36,13 @@ class BodyTooLarge(StarletteHTTPException):
 class LimitBody:
     """Refuse bodies over `limit` bytes with a JSON 413: by Content-Length up front, and by
     counting the bytes of a chunked body (FastAPI passes an HTTPException raised while it
-    reads the body through to the error handlers). Starlette's own limit answers in plain text."""
+    reads the body through to the error handlers). Starlette's own limit answers in plain text.
+    A burst of requests with LARGE_BODY_BYTES or more is followed by a heap trim."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
+        self.trim = TrimAfterBursts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +64,11 @@ class LimitBody:
                     raise BodyTooLarge(self.limit)
             return message
 
-        await self.app(scope, counted, send)
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            if received >= LARGE_BODY_BYTES:
+                self.trim.large_request_done()
 
 
 def prompt_char_limit(engine: EngineAPI) -> int:
