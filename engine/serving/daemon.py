@@ -97,11 +97,13 @@ class _Connection:
 class EngineServer:
     def __init__(self, engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
                  idle_timeout_s: float | None = None, http: tuple[str, int] | None = None,
-                 http_token: str | None = None, ranks: FollowerRanks | None = None):
+                 http_token: str | None = None, http_max_body: int | None = None,
+                 ranks: FollowerRanks | None = None):
         self.engine = engine
         self.ranks = ranks  # the tensor-parallel followers, when this process is rank 0
         self.http = http  # (host, port): also serve the HTTP API (engine.http)
         self.http_token = http_token
+        self.http_max_body = http_max_body  # bytes; None: the HTTP API's default (http.limits)
         self.socket_path = Path(socket_path)
         self.model_name = model_name
         self.model_path = model_path  # resolved; "" for the embedded default
@@ -131,7 +133,8 @@ class EngineServer:
         if self.http is not None:
             from .http import build_app, serve_http
 
-            app = build_app(self.engine, model_name=self.model_name, token=self.http_token)
+            limit = {"max_body_bytes": self.http_max_body} if self.http_max_body else {}
+            app = build_app(self.engine, model_name=self.model_name, token=self.http_token, **limit)
             http_task = asyncio.create_task(serve_http(app, *self.http, self._stop))
         log.info("engine listening on %s", self.socket_path)
         try:
@@ -441,14 +444,15 @@ def _priority(message: dict, default: Priority) -> Priority:
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
         idle_timeout_s: float | None = None, http: tuple[str, int] | None = None, http_token: str | None = None,
-        ranks: FollowerRanks | None = None) -> None:
+        http_max_body: int | None = None, ranks: FollowerRanks | None = None) -> None:
     """Serve until SIGTERM/SIGINT, a `shutdown` request, the idle timeout or (tensor
     parallel) a follower rank's death, which raises EngineUnavailableError once stopped."""
     with contextlib.suppress(AttributeError, ValueError, RuntimeError):  # no SIGUSR1 (Windows), or not the main thread
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to the log
     try:
         asyncio.run(EngineServer(engine, socket_path, model_name=model_name, model_path=model_path,
-                                 idle_timeout_s=idle_timeout_s, http=http, http_token=http_token, ranks=ranks).serve())
+                                 idle_timeout_s=idle_timeout_s, http=http, http_token=http_token,
+                                 http_max_body=http_max_body, ranks=ranks).serve())
     finally:
         if ranks is not None:
             ranks.stop(engine.runner)

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "an address off loopback needs --http-token-file")
     p.add_argument("--http-token-file", type=Path, default=None,
                    help="a file holding the bearer token every HTTP request but /health must carry")
+    p.add_argument("--http-max-body", metavar="SIZE", default=None,
+                   help="refuse HTTP request bodies larger than this (413), e.g. 4MiB (default: 16MiB)")
     p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
                    help="split the model over N processes, one per GPU (rank r on cuda:r; on cpu, N processes "
                         "over gloo); the daemon is rank 0 and starts the others (default: 1)")

@@ -53,6 +53,8 @@ def _model_argv(args: argparse.Namespace) -> tuple[str, ...]:
         argv += ["--http", args.http]
     if getattr(args, "http_token_file", None):
         argv += ["--http-token-file", str(Path(args.http_token_file).resolve())]
+    if getattr(args, "http_max_body", None):
+        argv += ["--http-max-body", args.http_max_body]
     if getattr(args, "tensor_parallel", 1) != 1:
         argv += ["--tensor-parallel", str(args.tensor_parallel)]
     return tuple(argv)

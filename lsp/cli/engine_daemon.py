@@ -13,7 +13,7 @@ from loopcoder.engine.serving import daemon
 from loopcoder.engine.serving.http import check_bind, parse_address, read_token_file
 from loopcoder.engine.serving.socket_file import claim_socket
 
-from .loading import launch_tensor_parallel, load_engine, socket_path
+from .loading import launch_tensor_parallel, load_engine, parse_size, socket_path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     split = f" over {args.tensor_parallel} ranks" if ranks is not None else ""
     print(f"loopcoder engine: {name} on {args.device}{split}, listening on {where}", file=sys.stderr, flush=True)
     daemon.run(engine, path, model_name=name, model_path=str(Path(args.model).resolve()) if args.model else "",
-               idle_timeout_s=args.idle_timeout or None, http=http, http_token=token, ranks=ranks)
+               idle_timeout_s=args.idle_timeout or None, http=http, http_token=token,
+               http_max_body=parse_size(args.http_max_body), ranks=ranks)
     if ranks is not None and ranks.plan.backend == "nccl":
         # The followers have left; NCCL's communicators block the interpreter's teardown
         # (seen on 2 H200s, torch 2.11), so this rank exits as the followers do.
@@ -49,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
 def _http_address(args: argparse.Namespace) -> tuple[tuple[str, int] | None, str | None]:
     """--http's (host, port) and --http-token-file's token; (None, None) without --http."""
     if not args.http:
-        if args.http_token_file:
-            raise InvalidRequestError("--http-token-file needs --http HOST:PORT")
+        for option, value in (("--http-token-file", args.http_token_file), ("--http-max-body", args.http_max_body)):
+            if value:
+                raise InvalidRequestError(f"{option} needs --http HOST:PORT")
         return None, None
     address = parse_address(args.http)
     token = read_token_file(args.http_token_file) if args.http_token_file else None
     check_bind(address[0], token)
+    parse_size(args.http_max_body)  # a bad size fails before the model loads
     return address, token

@@ -12,6 +12,7 @@ unless told otherwise and refuses any other address without a bearer token
 | `tgi.py`, `openai.py` | the two API families' endpoints |
 | `bridge.py` | one engine request on a worker thread, streamed to the event loop |
 | `schemas.py` | request and response bodies (they make /openapi.json) |
+| `limits.py` | what a request may be: the body's bytes, the prompt's characters |
 | `errors.py`, `metrics.py` | error bodies and statuses; the Prometheus registry |
 
 docs/api.md is the user's guide, with every endpoint.
@@ -37,13 +38,14 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...api import EngineAPI
 from ...errors import InvalidRequestError, LoopcoderError
 from ...hardware import package_version
 from .bridge import ApiContext
 from .errors import error_response, exception_response
+from .limits import MAX_BODY_BYTES, LimitBody
 from .metrics import HttpMetrics
 from .openai import openai_router
 from .schemas import STREAM_MODELS, Health
@@ -51,7 +53,6 @@ from .tgi import tgi_router
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 << 20  # far beyond any context window's worth of text
 GRACEFUL_SHUTDOWN_S = 5.0  # then streams still open are cut and their generations cancelled
 OPEN_PATHS = frozenset({"/health"})  # served without the token
 
@@ -143,42 +144,6 @@ class _RequireToken:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("latin-1"), self.token)
 
 
-class _BodyTooLarge(StarletteHTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
-
-
-class _LimitBody:
-    """Refuse bodies over `limit` bytes with a JSON 413: by Content-Length up front, and by
-    counting the bytes of a chunked body (FastAPI passes an HTTPException raised while it
-    reads the body through to the error handlers). Starlette's own limit answers in plain text."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await error_response(scope["path"], 413, _BodyTooLarge(self.limit).detail)(scope, receive, send)
-            return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge(self.limit)
-            return message
-
-        await self.app(scope, counted, send)
-
-
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
@@ -237,8 +202,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 # -- the app ---------------------------------------------------------------------------------
 
 
-def build_app(engine: EngineAPI, *, model_name: str, token: str | None) -> FastAPI:
-    """The HTTP API over `engine`; `token` (None: no auth) is required on every path but /health."""
+def build_app(engine: EngineAPI, *, model_name: str, token: str | None,
+              max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The HTTP API over `engine`; `token` (None: no auth) is required on every path but /health,
+    and a body over `max_body_bytes` is refused (413) as it is read."""
     if token is not None:
         _check_token(token, "the HTTP token")
     ctx = ApiContext(engine, model_name, HttpMetrics(engine))
@@ -252,7 +219,7 @@ def build_app(engine: EngineAPI, *, model_name: str, token: str | None) -> FastA
                   description="TGI- and OpenAI-compatible text generation by the loopcoder engine. See docs/api.md.")
     app.state.loopcoder = ctx
     app.state.loopcoder_token = token
-    app.add_middleware(_LimitBody, limit=MAX_BODY_BYTES)
+    app.add_middleware(LimitBody, limit=max_body_bytes)
     if token is not None:
         app.add_middleware(_RequireToken, token=token)  # added last, so it runs first
     _install_error_handlers(app)

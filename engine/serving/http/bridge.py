@@ -35,6 +35,7 @@ from starlette.responses import StreamingResponse
 
 from ...api import EngineAPI, GenerationResult, Priority
 from ...errors import CancelledError, InternalError, InvalidRequestError, TokenizerError
+from .limits import check_prompt_chars
 from .metrics import HttpMetrics
 from ...sampling import FinishReason, SamplingParams
 
@@ -202,10 +203,13 @@ class Generation:
 # -- what every generating endpoint does ---------------------------------------------------
 
 def encode_text(engine: EngineAPI, text: str, *, add_special_tokens: bool) -> list[int]:
-    """The client's prompt text as token ids; text the tokenizer refuses is the client's error."""
+    """The client's prompt text as token ids; text the tokenizer refuses, or too long to fit the
+    model's context (checked first, by its characters), is the client's error. Call it on a
+    worker thread: a long text's tokenizing takes a while (without the GIL)."""
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("the served model has no tokenizer: text prompts cannot be encoded")
+    check_prompt_chars(engine, len(text))
     try:
         return tokenizer.encode(text, add_special_tokens=add_special_tokens)
     except TokenizerError as exc:

@@ -31,6 +31,7 @@ _STATUS: tuple[tuple[type[LoopcoderError], int], ...] = (
 
 _OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 413: "invalid_request_error", 422: "invalid_request_error", 503: "service_unavailable"}
+# TGI's error types: "validation" for what the client must change, "generation" for the server's failures.
 _TGI_TYPE = {400: "validation", 401: "authentication", 404: "not_found", 413: "validation", 422: "validation",
              503: "overloaded"}
 
@@ -57,10 +58,11 @@ def is_openai_path(path: str) -> bool:
 
 
 def error_body(path: str, status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    client_error = status < 500  # a status without its own type (405, 415...) still says whose mistake it was
     if is_openai_path(path):
-        return {"error": {"message": message, "type": _OPENAI_TYPE.get(status, "server_error"), "param": param,
-                          "code": status}}
-    return {"error": message, "error_type": _TGI_TYPE.get(status, "generation")}
+        kind = _OPENAI_TYPE.get(status, "invalid_request_error" if client_error else "server_error")
+        return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return {"error": message, "error_type": _TGI_TYPE.get(status, "validation" if client_error else "generation")}
 
 
 def error_response(path: str, status: int, message: str, param: str | None = None,

@@ -32,6 +32,7 @@ from .bridge import (
     sse,
 )
 from .errors import error_body, message_of, status_of
+from .limits import check_prompt_chars
 from .schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -75,6 +76,7 @@ def _chat_prompt(ctx: ApiContext, body: ChatCompletionRequest) -> list[int]:
         raise TokenizerError("the served model has no tokenizer: chat prompts cannot be rendered")
     # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    check_prompt_chars(ctx.engine, sum(len(m["content"]) for m in messages), "the messages' text")
     try:
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     except TokenizerError as exc:  # the template refused this conversation (e.g. roles out of order)
