@@ -40,6 +40,7 @@ from ..api import Priority
 from ..engine import Engine
 from ..errors import InternalError, InvalidRequestError, LoopcoderError, shown
 from ..hardware import package_version
+from .memory import TrimAfterBursts
 from .socket_file import answers
 from .protocol import (
     PROTOCOL_VERSION,
@@ -66,6 +67,7 @@ LATENCY_WINDOW = 256  # recent requests kept for `stats`
 READ_PAUSE_BYTES = 8 << 20
 MAX_QUEUED_BYTES = 64 << 20
 FLUSH_TIMEOUT_S = 5.0  # for a disconnected client's last answers (a protocol error) to go out
+TRIM_AFTER_BYTES = 1 << 20  # a connection that moved this much has its freed heap handed back when it ends
 
 
 class _Connection:
@@ -85,6 +87,7 @@ class _Connection:
         self.in_flight = 0  # blocking requests handed to a worker and not finished
         self.outbox: deque[bytes] = deque()  # encoded frames not yet handed to the transport
         self.queued_bytes = 0
+        self.bytes_moved = 0  # read and queued, over the connection's life
         self.wake = asyncio.Event()  # the outbox has frames, or the connection ends
         self.room = asyncio.Event()  # few enough answers unread to read the next request
         self.room.set()
@@ -115,6 +118,7 @@ class EngineServer:
         self._workers = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="loopcoder-request")
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._trim = TrimAfterBursts()
         self._tokenizer_state = engine.tokenizer.to_state() if engine.tokenizer is not None else None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -209,6 +213,7 @@ class EngineServer:
                 data = await reader.read(1 << 16)
                 if not data:
                     break
+                conn.bytes_moved += len(data)
                 try:
                     messages = decoder.feed(data)
                 except ProtocolError as exc:
@@ -241,6 +246,8 @@ class EngineServer:
         conn.wake.set()
         conn.room.set()
         self._loop.call_later(FLUSH_TIMEOUT_S, conn.writer.transport.abort)
+        if conn.bytes_moved >= TRIM_AFTER_BYTES and not already:
+            self._trim.large_request_done()  # glibc keeps the freed pages of its frames otherwise
 
     def _close_documents(self, conn: _Connection) -> None:
         for key in list(conn.documents):
@@ -287,6 +294,7 @@ class EngineServer:
             return
         conn.outbox.append(data)
         conn.queued_bytes += len(data)
+        conn.bytes_moved += len(data)
         conn.wake.set()
         if conn.queued_bytes > MAX_QUEUED_BYTES:
             log.warning("disconnecting %s: %d bytes of its answers are unread, over the %d-byte bound",
