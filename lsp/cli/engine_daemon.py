@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loopcoder.engine.errors import EngineBusyError, InvalidRequestError
 from loopcoder.engine.serving import daemon
-from loopcoder.engine.serving.http import check_bind, parse_address, read_token_file
+from loopcoder.engine.serving.access import check_bind, parse_address, read_token_file
 from loopcoder.engine.serving.socket_file import claim_socket
 
 from .loading import launch_tensor_parallel, load_engine, parse_size, socket_path

@@ -17,6 +17,10 @@ The modules, by what they hold:
     commands.py       loopcoder.review, .explain, .hint and .edit (workspace/executeCommand)
     scaffold_form.py  loopcoder.scaffoldForm
     window.py         work-done progress and window/showDocument for the commands
+    transport.py      the read loops on stdio and TCP (in place of pygls's), the TCP connection rule
+    framing.py        Content-Length framing, bytes in and messages out: bounded, resynchronising
+    protocol.py       pygls's protocol with -32602 for params that do not fit, and the TCP token
+    validation.py     strict params (no 1.5 for an integer) and the error naming the field
 """
 
 from __future__ import annotations

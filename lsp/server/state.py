@@ -1,5 +1,6 @@
 """The server object: what it holds between messages (settings, documents, notebooks, the lazily
-loaded engine, in-flight requests, review findings) and the worker pool engine work runs in."""
+loaded engine, in-flight requests, review findings) and the worker pool engine work runs in. It
+reads the wire with our own loops and protocol (transport.py, protocol.py), not pygls's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -24,6 +25,9 @@ from loopcoder.lsp.features.prewarm import prewarm
 from loopcoder.lsp.features.requests import RequestTracker, Ticket
 from loopcoder.lsp.features.review import Finding
 from loopcoder.lsp.features.settings import ServerSettings
+from loopcoder.lsp.server.protocol import LoopcoderProtocol
+from loopcoder.lsp.server.transport import serve_io, serve_tcp
+from loopcoder.lsp.server.validation import strict_converter
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,12 @@ NOTEBOOK_SYNC = types.NotebookDocumentSyncOptions(
 
 
 class LoopcoderServer(LanguageServer):
+    protocol: LoopcoderProtocol
+
     def __init__(self, settings: ServerSettings = ServerSettings()):
         super().__init__("loopcoder", package_version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
-                         notebook_document_sync=NOTEBOOK_SYNC)
+                         notebook_document_sync=NOTEBOOK_SYNC, protocol_cls=LoopcoderProtocol,
+                         converter_factory=strict_converter)
         self.settings = settings
         self.documents = DocumentStore()
         self.engine = LazyEngine()
@@ -48,6 +55,13 @@ class LoopcoderServer(LanguageServer):
         # The engine serializes its own work behind a lock; a few threads let a newer
         # request queue up while a cancelled one winds down.
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loopcoder-engine")
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        serve_io(self, stdin, stdout)
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Listen on host:port; with `protocol.require_token(...)` first, clients must show that token."""
+        serve_tcp(self, host, port)
 
     def scratch_dir(self) -> Path:
         """A folder for documents the server shows the user (explanations); removed with the server."""

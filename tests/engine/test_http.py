@@ -23,15 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loopcoder.engine.engine import Engine, EngineConfig
 from loopcoder.engine.errors import InvalidRequestError
-from loopcoder.engine.serving.http import (
-    GRACEFUL_SHUTDOWN_S,
-    MAX_BODY_BYTES,
-    build_app,
-    check_bind,
-    parse_address,
-    read_token_file,
-    serve_http,
-)
+from loopcoder.engine.serving.access import check_bind, parse_address, read_token_file
+from loopcoder.engine.serving.http import GRACEFUL_SHUTDOWN_S, MAX_BODY_BYTES, build_app, serve_http
 from loopcoder.engine.loader import random_model
 
 from .helpers import tiny_config

@@ -3,7 +3,7 @@
 Off by default: `loopcoder engine --http HOST:PORT [--http-token-file FILE]` serves it
 beside the unix socket, in the daemon's event loop (`serve_http`). It binds to loopback
 unless told otherwise and refuses any other address without a bearer token
-(`check_bind`); with a token, every endpoint but /health requires
+(`check_bind`, in `engine/serving/access.py`); with a token, every endpoint but /health requires
 `Authorization: Bearer <token>`.
 
 | module | concept |
@@ -23,11 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import socket
-import stat
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -41,8 +38,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...api import EngineAPI
-from ...errors import InvalidRequestError, LoopcoderError
+from ...errors import LoopcoderError
 from ...hardware import package_version
+from ..access import check_bind, check_token
 from .bridge import ApiContext
 from .errors import error_response, exception_response
 from .limits import MAX_BODY_BYTES, LimitBody
@@ -55,68 +53,6 @@ log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 5.0  # then streams still open are cut and their generations cancelled
 OPEN_PATHS = frozenset({"/health"})  # served without the token
-
-
-# -- binding ---------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names only loopback addresses ("localhost", 127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve on a non-loopback address without a bearer token."""
-    if not token and not is_loopback(host):
-        where = host or "every interface"
-        raise InvalidRequestError(
-            f"refusing to serve HTTP on {where}, which is not a loopback address, without a bearer token: "
-            f"pass --http-token-file FILE, or bind to 127.0.0.1")
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT or a bare PORT (on 127.0.0.1) as (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "127.0.0.1", text
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise InvalidRequestError(f"--http {text!r}: write an IPv6 address in brackets, as [::1]:8080")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise InvalidRequestError(f"--http {text!r}: the port must be a number in [1, 65535]")
-    return host or "127.0.0.1", int(port_text)
-
-
-def read_token_file(path: str | Path) -> str:
-    """The bearer token in `path` (surrounding whitespace dropped); warns when others may read it."""
-    path = Path(path)
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"cannot read the HTTP token file {path}: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("the HTTP token file %s is readable by other users; chmod 600 it", path)
-    _check_token(token, f"the HTTP token file {path}")
-    return token
-
-
-def _check_token(token: str, where: str) -> None:
-    if not token:
-        raise InvalidRequestError(f"{where} holds an empty token")
-    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        raise InvalidRequestError(f"{where}: the token must be printable ASCII without spaces")
 
 
 # -- before a request reaches a route ---------------------------------------------------------
@@ -207,7 +143,7 @@ def build_app(engine: EngineAPI, *, model_name: str, token: str | None,
     """The HTTP API over `engine`; `token` (None: no auth) is required on every path but /health,
     and a body over `max_body_bytes` is refused (413) as it is read."""
     if token is not None:
-        _check_token(token, "the HTTP token")
+        check_token(token, "the HTTP token")
     ctx = ApiContext(engine, model_name, HttpMetrics(engine))
 
     @contextlib.asynccontextmanager
