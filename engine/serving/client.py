@@ -240,14 +240,24 @@ class DaemonClient(EngineAPI):
             except OSError as exc:
                 raise EngineUnavailableError(f"lost the engine connection: {exc}") from None
 
+    def _send_request(self, message: dict, reconnect: bool) -> None:
+        """Write a request, connecting first if need be. A connection that a dying daemon drops
+        between the hello and the request is made again once: the request never left."""
+        for attempt in range(2):
+            if reconnect and self._sock is None:
+                self.reconnects += 1
+                self.connect()
+            try:
+                return self._write(message)
+            except EngineUnavailableError:
+                if not reconnect or attempt:
+                    raise
+
     def _call(self, message: dict, *, on_chunk=None, cancelled=None, reconnect: bool = True) -> dict:
-        if reconnect and self._sock is None:
-            self.reconnects += 1
-            self.connect()
         request_id = next(self._ids)
         pending = self._pending[request_id] = _Pending()
         try:
-            self._write({**message, "id": request_id})
+            self._send_request({**message, "id": request_id}, reconnect)
             cancel_sent = False
             while True:
                 try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
-import itertools
 import logging
 import os
 import signal
@@ -38,15 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import Priority
 from ..engine import Engine
-from ..errors import InternalError, InvalidRequestError, LoopcoderError, shown
+from ..errors import InvalidRequestError, LoopcoderError, shown
 from ..hardware import package_version
+from .connection import Connection, encoded
 from .memory import TrimAfterBursts
 from .socket_file import answers
 from .protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
     ProtocolError,
-    encode,
     error_frame,
     params_from_wire,
     require,
@@ -62,39 +61,7 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 64  # requests in flight at once, over all clients
 _BLOCKING_OPS = frozenset({"open", "sync", "generate", "close", "stats"})
 LATENCY_WINDOW = 256  # recent requests kept for `stats`
-# Back-pressure: a client that does not read its answers stops being read past the first bound,
-# and is disconnected (with a logged reason) past the second, which streamed answers can reach.
-READ_PAUSE_BYTES = 8 << 20
-MAX_QUEUED_BYTES = 64 << 20
-FLUSH_TIMEOUT_S = 5.0  # for a disconnected client's last answers (a protocol error) to go out
 TRIM_AFTER_BYTES = 1 << 20  # a connection that moved this much has its freed heap handed back when it ends
-
-
-class _Connection:
-    """One client. Its answers queue in `outbox`, written in order by one task; its blocking
-    requests count in `in_flight`, so that its documents close only after the last of them."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.id = next(self._ids)
-        self.writer = writer
-        self.client = f"conn{self.id}"
-        self.cancels: dict[int, threading.Event] = {}  # request id -> its cancel flag
-        self.documents: set[str] = set()  # engine keys this connection opened
-        self.lock = threading.Lock()  # closed and in_flight, between the event loop and the workers
-        self.closed = False
-        self.in_flight = 0  # blocking requests handed to a worker and not finished
-        self.outbox: deque[bytes] = deque()  # encoded frames not yet handed to the transport
-        self.queued_bytes = 0
-        self.bytes_moved = 0  # read and queued, over the connection's life
-        self.wake = asyncio.Event()  # the outbox has frames, or the connection ends
-        self.room = asyncio.Event()  # few enough answers unread to read the next request
-        self.room.set()
-        self.writer_task: asyncio.Task | None = None
-
-    def key(self, key: str) -> str:
-        return f"{self.id}/{key}"
 
 
 class EngineServer:
@@ -111,12 +78,13 @@ class EngineServer:
         self.model_name = model_name
         self.model_path = model_path  # resolved; "" for the embedded default
         self.idle_timeout_s = idle_timeout_s
-        self.connections: dict[int, _Connection] = {}
+        self.connections: dict[int, Connection] = {}
         self.started = time.time()
         self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_WINDOW)  # (first token s, total s)
         self.requests_served = 0
         self._workers = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="loopcoder-request")
         self._stop: asyncio.Event | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trim = TrimAfterBursts()
         self._tokenizer_state = engine.tokenizer.to_state() if engine.tokenizer is not None else None
@@ -126,7 +94,7 @@ class EngineServer:
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await self._listen()
+        server = self._server = await self._listen()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self._stop.set)
@@ -204,9 +172,8 @@ class EngineServer:
     # -- a connection -------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Connection(writer)
+        conn = Connection(writer)
         self.connections[conn.id] = conn
-        conn.writer_task = asyncio.create_task(self._write_loop(conn))
         decoder = FrameDecoder()
         try:
             while not conn.closed:
@@ -231,81 +198,39 @@ class EngineServer:
         finally:
             self._disconnect(conn)
 
-    def _disconnect(self, conn: _Connection) -> None:
+    def _disconnect(self, conn: Connection) -> None:
         """End a connection: cancel its requests, let its queued answers go out (for a while),
         and close its documents once none of its requests is left running. A request still
         queued for a worker finds the connection closed and does nothing."""
-        with conn.lock:
-            already, conn.closed = conn.closed, True
-            idle = conn.in_flight == 0
+        already, idle = conn.close()
         self.connections.pop(conn.id, None)
-        for flag in list(conn.cancels.values()):
-            flag.set()
-        if idle and not already:
+        if already:
+            return
+        if idle:
             self._workers.submit(self._close_documents, conn)
-        conn.wake.set()
-        conn.room.set()
-        self._loop.call_later(FLUSH_TIMEOUT_S, conn.writer.transport.abort)
-        if conn.bytes_moved >= TRIM_AFTER_BYTES and not already:
+        if conn.bytes_moved >= TRIM_AFTER_BYTES:
             self._trim.large_request_done()  # glibc keeps the freed pages of its frames otherwise
 
-    def _close_documents(self, conn: _Connection) -> None:
+    def _close_documents(self, conn: Connection) -> None:
         for key in list(conn.documents):
             self.engine.close(key)  # blocks stay in the prefix cache: a reconnect re-finds them
         conn.documents.clear()
 
-    async def _write_loop(self, conn: _Connection) -> None:
-        """Write the connection's answers in order, each after the client took the last."""
-        try:
-            while True:
-                while not conn.outbox:
-                    if conn.closed:
-                        return
-                    conn.wake.clear()
-                    await conn.wake.wait()
-                data = conn.outbox.popleft()
-                conn.writer.write(data)
-                await conn.writer.drain()
-                conn.queued_bytes -= len(data)
-                if conn.queued_bytes <= READ_PAUSE_BYTES:
-                    conn.room.set()
-        except (ConnectionError, RuntimeError):
-            pass  # the client went away: the reader sees it too
-        except asyncio.CancelledError:
-            pass
-        finally:
-            conn.outbox.clear()
-            conn.room.set()
-            with contextlib.suppress(Exception):
-                conn.writer.close()
-
-    def _send(self, conn: _Connection, frame: dict[str, Any]) -> None:
+    def _send(self, conn: Connection, frame: dict[str, Any]) -> None:
         """Queue `frame` for the client (on the event loop)."""
-        self._queue(conn, _encoded(frame))
+        self._queue(conn, encoded(frame))
 
-    def _send_threadsafe(self, conn: _Connection, frame: dict[str, Any]) -> None:
+    def _send_threadsafe(self, conn: Connection, frame: dict[str, Any]) -> None:
         """Queue `frame` from a worker thread, encoded there rather than on the event loop."""
         if not conn.closed:
             with contextlib.suppress(RuntimeError):  # the loop is gone: the daemon is stopping
-                self._loop.call_soon_threadsafe(self._queue, conn, _encoded(frame))
+                self._loop.call_soon_threadsafe(self._queue, conn, encoded(frame))
 
-    def _queue(self, conn: _Connection, data: bytes) -> None:
-        if conn.closed and conn.writer_task is not None and conn.writer_task.done():
-            return
-        conn.outbox.append(data)
-        conn.queued_bytes += len(data)
-        conn.bytes_moved += len(data)
-        conn.wake.set()
-        if conn.queued_bytes > MAX_QUEUED_BYTES:
-            log.warning("disconnecting %s: %d bytes of its answers are unread, over the %d-byte bound",
-                        conn.client, conn.queued_bytes, MAX_QUEUED_BYTES)
-            conn.outbox.clear()
-            conn.writer.transport.abort()
+    def _queue(self, conn: Connection, data: bytes) -> None:
+        if not conn.queue(data):  # too much unread: the connection was dropped
             self._disconnect(conn)
-        elif conn.queued_bytes > READ_PAUSE_BYTES:
-            conn.room.clear()
 
-    def _dispatch(self, conn: _Connection, message: dict[str, Any]) -> None:
+    def _dispatch(self, conn: Connection, message: dict[str, Any]) -> None:
         request_id = message.get("id")
         try:
             if not isinstance(request_id, int) or isinstance(request_id, bool):
@@ -318,8 +243,7 @@ class EngineServer:
                 if request_id in conn.cancels:
                     raise InvalidRequestError(f"request id {request_id} is already in flight")
                 flag = conn.cancels[request_id] = threading.Event()
-                with conn.lock:
-                    conn.in_flight += 1
+                conn.request_started()
                 self._workers.submit(self._run_blocking, conn, request_id, handler, message, flag)
             else:
                 reply = handler(conn, message)
@@ -328,7 +252,7 @@ class EngineServer:
         except LoopcoderError as exc:
             self._send(conn, error_frame(request_id, exc))
 
-    def _run_blocking(self, conn: _Connection, request_id: int, handler, message: dict, flag: threading.Event) -> None:
+    def _run_blocking(self, conn: Connection, request_id: int, handler, message: dict, flag: threading.Event) -> None:
         frame = None
         try:
             if not conn.closed:  # else its client is gone: nothing to do, no one to answer
@@ -340,17 +264,14 @@ class EngineServer:
             frame = error_frame(request_id, exc)
         finally:
             conn.cancels.pop(request_id, None)
-            with conn.lock:
-                conn.in_flight -= 1
-                last = conn.closed and conn.in_flight == 0
-            if last:  # the connection ended while this ran: its documents end now
+            if conn.request_finished():  # the connection ended while this ran: its documents end now
                 self._close_documents(conn)
         if frame is not None:
             self._send_threadsafe(conn, frame)
 
     # -- ops ------------------------------------------------------------------------------
 
-    def _op_hello(self, conn: _Connection, message: dict) -> dict:
+    def _op_hello(self, conn: Connection, message: dict) -> dict:
         client = require(message, "client", str, "")
         if client:
             conn.client = f"{client}#{conn.id}"
@@ -361,20 +282,20 @@ class EngineServer:
                           "device": self.engine.config.device, "dtype": str(self.engine.config.dtype)},
                 "tokenizer": self._tokenizer_state}
 
-    def _op_open(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+    def _op_open(self, conn: Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         key = conn.key(require(message, "key", str))
         conn.documents.add(key)
         self.engine.open(key)
         return {}
 
-    def _op_close(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+    def _op_close(self, conn: Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         key = conn.key(require(message, "key", str))
         keep_cached = require(message, "keep_cached", bool, True)
         conn.documents.discard(key)
         self.engine.close(key, keep_cached=keep_cached)
         return {}
 
-    def _op_sync(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+    def _op_sync(self, conn: Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         key = conn.key(require(message, "key", str))
         ids = token_ids(message)
         priority = _priority(message, Priority.BACKGROUND)
@@ -382,7 +303,7 @@ class EngineServer:
         usage = self.engine.prefill(key, ids, flag.is_set, priority=priority, client=conn.client)
         return {"usage": asdict(usage)}
 
-    def _op_generate(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+    def _op_generate(self, conn: Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         key = conn.key(require(message, "key", str))
         ids = token_ids(message)
         params = params_from_wire(require(message, "params", dict))
@@ -406,14 +327,14 @@ class EngineServer:
         return {"token_ids": result.token_ids, "text": result.text, "finish_reason": str(result.finish_reason),
                 "usage": asdict(result.usage), "timings": asdict(result.timings)}
 
-    def _op_cancel(self, conn: _Connection, message: dict) -> dict:
+    def _op_cancel(self, conn: Connection, message: dict) -> dict:
         target = require(message, "target", int)
         flag = conn.cancels.get(target)
         if flag is not None:
             flag.set()
         return {"cancelled": flag is not None}
 
-    def _op_stats(self, conn: _Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
+    def _op_stats(self, conn: Connection, message: dict, request_id: int, flag: threading.Event) -> dict:
         stats = dict(self.engine.stats())
         first = [f for f, _ in self.latencies]
         total = [t for _, t in self.latencies]
@@ -428,18 +349,10 @@ class EngineServer:
             stats.update(self.ranks.stats())
         return {"stats": stats}
 
-    def _op_shutdown(self, conn: _Connection, message: dict) -> dict:
+    def _op_shutdown(self, conn: Connection, message: dict) -> dict:
+        self._server.close()  # no new client reaches a daemon on its way out: they start another
         self._loop.call_later(0.05, self._stop.set)  # after the reply goes out
         return {}
-
-
-def _encoded(frame: dict[str, Any]) -> bytes:
-    """The frame's bytes; an answer too large for a frame becomes an error for its request."""
-    try:
-        return encode(frame)
-    except InvalidRequestError as exc:
-        log.warning("answer to request %s not sent: %s", frame.get("id"), exc)
-        return encode(error_frame(frame.get("id"), InternalError(f"the answer could not be sent: {exc}")))
 
 
 def _priority(message: dict, default: Priority) -> Priority:
