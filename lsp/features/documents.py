@@ -242,6 +242,13 @@ class DocumentStore:
                 raise InvalidRequestError(f"change {i} (version {version}) could not be applied: {e}") from None
         return draft.text
 
+    def lose_sync(self, uri: str, reason: str) -> None:
+        """Mark an open document out of sync (an edit of it could not be read): DocumentOutOfSyncError
+        as for a change that could not be applied; nothing for a document that is not open."""
+        document = self._documents.get(uri)
+        if document is not None:
+            self._lose_sync(document, reason)
+
     def _lose_sync(self, document: Document, reason: str) -> Document:
         """Mark `document` out of sync; raise DocumentOutOfSyncError unless it already was (the user knows)."""
         already = document.out_of_sync is not None

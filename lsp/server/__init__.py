@@ -25,6 +25,7 @@ The modules, by what they hold:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from lsprotocol import types
@@ -38,7 +39,7 @@ from loopcoder.lsp.server.lifecycle import did_change_configuration, initialize,
 from loopcoder.lsp.server.notebooks import did_change_notebook, did_close_notebook, did_open_notebook, did_save_notebook
 from loopcoder.lsp.server.scaffold_form import scaffold_command
 from loopcoder.lsp.server.state import LoopcoderServer
-from loopcoder.lsp.server.sync import did_change, did_close, did_open, did_save
+from loopcoder.lsp.server.sync import change_rejected, did_change, did_close, did_open, did_save
 
 __all__ = ["COMMANDS", "FEATURES", "LoopcoderServer", "build_server"]
 
@@ -71,6 +72,12 @@ FEATURES: list[tuple[str, Any, Callable]] = [
 ]
 
 
+# What a notification that could not be read still changes: the server's copy of a document.
+REJECTED: list[tuple[str, Callable]] = [
+    (types.TEXT_DOCUMENT_DID_CHANGE, change_rejected),
+]
+
+
 def build_server(settings: ServerSettings = ServerSettings()) -> LoopcoderServer:
     """A server with every feature registered; `settings` are the defaults initializationOptions override."""
     server = LoopcoderServer(settings)
@@ -78,4 +85,6 @@ def build_server(settings: ServerSettings = ServerSettings()) -> LoopcoderServer
         server.feature(method, options)(handler)
     for name, handler in COMMANDS:
         server.command(name)(request(handler))
+    for method, handler in REJECTED:
+        server.protocol.on_rejected[method] = functools.partial(handler, server)
     return server

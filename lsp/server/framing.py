@@ -4,7 +4,8 @@ Nothing here does I/O. `FrameDecoder.feed` takes whatever bytes arrived and retu
 messages they complete, and a `Problem` for each thing that could not be read. It never
 stops reading and never holds more than one message in memory:
 
-- header lines may end in CRLF (the specification) or a bare LF (some clients' bug);
+- header lines may end in CRLF (the specification) or a bare LF (some clients' bug); a bare
+  CR inside a line makes the block unreadable (it may join garbage to the next header);
   header names are matched without regard to case, and headers other than
   Content-Length (Content-Type) are ignored;
 - a header block that cannot be read (no Content-Length, a length that is not a number,
@@ -116,6 +117,8 @@ class FrameDecoder:
                 break
             headers += 1
             name, colon, value = line.partition(b":")
+            if b"\r" in line:  # a bare CR: two lines run together, the second maybe the next message's header
+                return Problem(f"a carriage return inside a header line: {_show(line)}; {_SKIPPING}")
             if not colon or not _HEADER_NAME.fullmatch(name.strip()):
                 return Problem(f"not a header line: {_show(line)}; {_SKIPPING}")
             if name.strip().lower() != b"content-length":

@@ -4,7 +4,8 @@ pygls 2.1 only logs a request whose params do not fit lsprotocol's types ("Unabl
 deserialize message"), and the client waits forever. `LoopcoderProtocol.structure_message`
 turns such a message into a `RejectedMessage`: a request gets a JSON-RPC error (InvalidParams,
 -32602, naming the field, `validation.describe`), a notification one warning (it cannot be
-answered, and nothing of it is applied). A message that is no JSON-RPC request at all but
+answered, and nothing of it is applied; `on_rejected` says what it still changes: a didChange
+that cannot be read puts its document out of sync). A message that is no JSON-RPC request at all but
 carries an id gets InvalidRequest (-32600).
 
 With a token (`loopcoder lsp --tcp ... --tcp-token-file FILE`), each connection must present it
@@ -16,7 +17,7 @@ carries the right one. Notifications and responses from such a connection are dr
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from lsprotocol import types
@@ -39,6 +40,7 @@ class RejectedMessage:
     id: int | str | None  # None: a notification, which cannot be answered
     code: int
     reason: str
+    params: Any = None  # as the client sent them
     jsonrpc: str = "2.0"
 
 
@@ -47,6 +49,8 @@ class LoopcoderProtocol(LanguageServerProtocol):
         super().__init__(server, converter)
         self.token: str | None = None  # required in initialize when set (TCP off loopback)
         self.admitted = True  # whether this connection may talk: it sent the token, or none is needed
+        # method -> what to do about a notification of it that could not be read (the server's state may depend on it)
+        self.on_rejected: dict[str, Callable[[RejectedMessage], None]] = {}
 
     def require_token(self, token: str) -> None:
         self.token = token
@@ -80,7 +84,7 @@ class LoopcoderProtocol(LanguageServerProtocol):
         try:
             return self._converter.structure(data, message_type)
         except Exception as error:  # any failure to fit the type is the client's params
-            return RejectedMessage(method, msg_id, JsonRpcInvalidParams.CODE, describe(error, data))
+            return RejectedMessage(method, msg_id, JsonRpcInvalidParams.CODE, describe(error, data), data.get("params"))
 
     def handle_message(self, message: Any) -> None:
         if message is None:
@@ -99,6 +103,9 @@ class LoopcoderProtocol(LanguageServerProtocol):
             log.warning("ignored notification %s: %s", message.method, message.reason)
             self.notify(types.WINDOW_LOG_MESSAGE, types.LogMessageParams(
                 type=types.MessageType.Warning, message=f"loopcoder: ignored notification {message.method}: {message.reason}"))
+            follow_up = self.on_rejected.get(message.method)
+            if follow_up is not None:
+                follow_up(message)
             return
         log.warning("refused request %s (id %r): %s", message.method, message.id, message.reason)
         self._send_response(message.id, error=types.ResponseError(code=message.code, message=message.reason))

@@ -7,6 +7,7 @@ from lsprotocol import types
 
 from loopcoder.lsp.features import review
 from loopcoder.lsp.features.documents import DocumentOutOfSyncError
+from loopcoder.lsp.server.protocol import RejectedMessage
 from loopcoder.lsp.server.code_actions import clear_findings, publish_findings
 from loopcoder.lsp.server.commands import ACTIONS
 from loopcoder.lsp.server.common import notification, to_change
@@ -19,6 +20,22 @@ def did_open(ls: LoopcoderServer, params: types.DidOpenTextDocumentParams) -> No
     doc = params.text_document
     ls.documents.open(doc.uri, doc.text, doc.version, doc.language_id)
     ls.start_prewarm(doc.uri)
+
+
+@notification
+def change_rejected(ls: LoopcoderServer, rejected: RejectedMessage) -> None:
+    """A textDocument/didChange whose params could not be read: the editor's text moved on and ours
+    did not, so the document goes out of sync as for a change that cannot be applied."""
+    params = rejected.params if isinstance(rejected.params, dict) else {}
+    document = params.get("textDocument")
+    uri = document.get("uri") if isinstance(document, dict) else None
+    if not isinstance(uri, str):
+        return
+    try:
+        ls.documents.lose_sync(uri, f"a change could not be read ({rejected.reason})")
+    except DocumentOutOfSyncError:
+        clear_findings(ls, uri)
+        raise
 
 
 @notification
