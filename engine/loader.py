@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import torch
 
+from loopcoder.kernels.gguf_linear import GGUFWeight, cpu_kernel_available, cpu_kernel_status
+
 from .config import ModelConfig
 from .engine import Engine, EngineConfig
 from .errors import ModelLoadError
@@ -24,7 +26,7 @@ from .quantization import check_quant_device, quantized, quantized_linears
 from .tokenizer import Tokenizer
 from .weights.gguf_config import config_from_gguf
 from .weights.gguf_file import open_gguf, read_gguf_metadata
-from .weights.gguf_tensors import iter_gguf_tensors
+from .weights.gguf_tensors import blocks_share, iter_gguf_tensors
 from .weights.safetensors_dir import Selector, count_safetensors, iter_safetensors, safetensors_files
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,10 @@ class ModelSource:
     tensors: Callable[[Selector | None], Iterator[tuple[str, torch.Tensor]]]  # select -> (name, tensor)
     count: int
     low_bit: bool = False  # weights stored in 4-5 bit GGUF types
+    # A GGUF file: its tensors with the linear layers' blocks kept as stored (--quant gguf),
+    # and the share of those layers' bytes in types that can be.
+    block_tensors: Callable[[], Iterator[tuple[str, torch.Tensor | GGUFWeight]]] | None = None
+    blocks_share: float = 0.0
 
     def weights(self, select: Selector | None = None) -> Iterator[tuple[str, torch.Tensor]]:
         """Every tensor, or with `select` only the part it names of each (a GGUF tensor is
@@ -93,9 +99,12 @@ def load_model(
     bfloat16 for quantized models and on GPUs, float32 otherwise.
     """
     path = default_model_path() if path is None else Path(path)
+    if quant == "gguf" and path.is_dir():
+        raise ModelLoadError(f"--quant gguf computes a GGUF file's own blocks; {path} is not a GGUF file")
     source = open_source(path)
-    quant, dtype, reason = resolve_precision(quant, dtype, torch.device(device), source.low_bit)
-    weights = progress_bar(source.weights(), source.count, f"loading {path.name}", progress)
+    quant, dtype, reason = resolve_precision(quant, dtype, torch.device(device), source.low_bit, source.blocks_share)
+    tensors = source.block_tensors() if quant == "gguf" and source.block_tensors else source.weights()
+    weights = progress_bar(tensors, source.count, f"loading {path.name}", progress)
     model = materialize(source.config, dtype, device, weights, quant=quant)
     engine_config = EngineConfig(device=str(device), dtype=dtype, block_size=block_size, precision=reason)
     if kv_budget_bytes is not None:
@@ -109,11 +118,18 @@ class Precision(NamedTuple):
     reason: str  # why, in words: `loopcoder info` prints it
 
 
-def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.device, low_bit_source: bool) -> Precision:
-    """The weight quantization and the activation/KV dtype "auto" and None stand for, and why."""
+def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.device, low_bit_source: bool,
+                      blocks_share: float = 0.0) -> Precision:
+    """The weight quantization and the activation/KV dtype "auto" and None stand for, and why.
+
+    blocks_share: the share of a GGUF file's linear-layer bytes in types kernels/gguf_linear.py
+    computes as stored (0 for other sources)."""
     reasons = []
-    if quant == "auto":
-        cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
+    cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
+    if quant == "auto" and device.type == "cpu" and blocks_share >= 0.5 and cpu_kernel_available():
+        quant = "gguf"
+        reasons.append(f"gguf: the file's blocks computed as stored ({cpu_kernel_status()})")
+    elif quant == "auto":
         quant = "int4" if device.type == "cpu" and low_bit_source and cpu_bf16 else "none"
         if device.type != "cpu":
             reasons.append(f"no quantization on {device.type} unless asked (--quant)")
@@ -126,7 +142,13 @@ def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.devic
                            "which int4 needs to be fast")
     else:
         reasons.append(f"{quant} as asked" if quant != "none" else "no quantization, as asked")
-    if dtype is None:
+    if dtype is None and quant == "gguf":
+        # Decode runs alike in either (the kernels take both); prefill chunks are float GEMMs on
+        # the dequantized blocks, 1.8x faster in bfloat16 where the CPU has it (notes, 2026-12-07).
+        dtype = torch.bfloat16 if cpu_bf16 else torch.float32
+        reasons.append(f"{str(dtype).removeprefix('torch.')}: activations and KV cache (this CPU "
+                       f"{'has' if cpu_bf16 else 'lacks'} {CPU_BF16_FLAGS})")
+    elif dtype is None:
         dtype = torch.bfloat16 if quant != "none" or device.type != "cpu" else torch.float32
         reasons.append(f"{str(dtype).removeprefix('torch.')}: " + (
             "quantized weights compute in bfloat16" if quant != "none" else
@@ -215,7 +237,9 @@ def _quantize_pending(weights: Iterable[tuple[str, torch.Tensor]], model: LlamaF
         parent, attr, linear = target
         if tuple(tensor.shape) != linear.weight_shape:
             raise ModelLoadError(f"tensor {raw_name!r} has shape {tuple(tensor.shape)}, expected {linear.weight_shape}")
-        setattr(parent, attr, quantized(tensor.to(device=device, dtype=dtype), layer, quant, dtype, linear))
+        if not isinstance(tensor, GGUFWeight):
+            tensor = tensor.to(device=device, dtype=dtype)
+        setattr(parent, attr, quantized(tensor, layer, quant, dtype, linear))
         if taken is not None:
             taken.add(name)
 
@@ -246,7 +270,8 @@ def _open_gguf(path: Path, with_tokenizer: bool = True) -> ModelSource:
     tokenizer = Tokenizer.from_gguf_metadata(meta) if with_tokenizer else None
     low_bit = sum(t.tensor_type.name.startswith(_LOW_BIT_GGUF) for t in reader.tensors) > len(reader.tensors) // 2
     return ModelSource(config, tokenizer, lambda select: _cut(iter_gguf_tensors(reader, config), select),
-                       len(reader.tensors), low_bit)
+                       len(reader.tensors), low_bit, lambda: iter_gguf_tensors(reader, config, keep_blocks=True),
+                       blocks_share(reader))
 
 
 def _cut(weights: Iterator[tuple[str, torch.Tensor]], select: Selector | None) -> Iterator[tuple[str, torch.Tensor]]:

@@ -15,7 +15,7 @@ from loopcoder.kernels.dispatch import KernelUnavailableError
 from .cuda_graphs import StepGraphs, GraphCaptureError
 from .errors import KernelSettingError
 from .kv_cache import KVCache
-from .models.layers import join_projections
+from .models.layers import has_gguf_layers, join_projections
 from .models.llama import LlamaForCausalLM
 
 
@@ -45,8 +45,9 @@ class ModelRunner:
     def __init__(self, model: LlamaForCausalLM, device: torch.device | str) -> None:
         self.model = model
         self.device = torch.device(device)
-        if self.device.type == "cuda":
-            # One matmul for q/k/v and one for gate/up: fewer launches and weight streams per layer.
+        if self.device.type == "cuda" or has_gguf_layers(model):
+            # One matmul for q/k/v and one for gate/up: fewer launches and weight streams per
+            # layer (on the CPU, fewer calls into the GGUF kernel).
             join_projections(model)
         self.graphs: StepGraphs | None = None  # set by use_cuda_graphs
 

@@ -14,18 +14,22 @@ import torch
 from torch import nn
 
 from loopcoder.kernels.fp8_linear import Fp8Weight, fp8_linear, quantize_fp8
+from loopcoder.kernels.gguf_linear import GGUFWeight, gguf_linear
 from loopcoder.kernels.quant_linear import INT4_GROUP, Int4Weight, Int8Weight, quant_linear, quantize_int4, quantize_int8
 
 from .errors import InvalidRequestError
 
-QUANT_MODES = ("none", "int8", "int4", "fp8")
+# "gguf": the linear layers keep a GGUF file's own blocks (kernels/gguf_linear.py), never
+# quantized again; layers stored in other types stay in the model's dtype.
+QUANT_MODES = ("none", "int8", "int4", "fp8", "gguf")
 
 
 class QuantLinear(nn.Module):
     """A quantized linear layer; with `tp` a row-parallel one (engine/parallel): this rank's
     input columns, its output summed over the ranks."""
 
-    def __init__(self, weight: Int8Weight | Int4Weight | Fp8Weight, bias: torch.Tensor | None, tp=None) -> None:
+    def __init__(self, weight: Int8Weight | Int4Weight | Fp8Weight | GGUFWeight, bias: torch.Tensor | None,
+                 tp=None) -> None:
         super().__init__()
         self.weight_q = weight
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
@@ -34,12 +38,16 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.weight_q, Fp8Weight):
             out = fp8_linear(x, self.weight_q, self.bias)
+        elif isinstance(self.weight_q, GGUFWeight):
+            out = gguf_linear(x, self.weight_q, self.bias)
         else:
             out = quant_linear(x, self.weight_q, self.bias)
         return out if self.tp is None else self.tp.all_reduce(out)
 
     def weight_bytes(self) -> int:
         w = self.weight_q
+        if isinstance(w, GGUFWeight):
+            return w.nbytes()
         if isinstance(w, Int4Weight):
             parts = (w.packed if w.packed is not None else w.nibbles, w.scale_zero)
         else:
@@ -57,6 +65,9 @@ def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module
 def check_quant_device(mode: str, device: torch.device) -> None:
     if mode not in QUANT_MODES:
         raise InvalidRequestError(f"quantization {mode!r} is not one of {', '.join(QUANT_MODES)}")
+    if mode == "gguf" and device.type != "cpu":
+        raise InvalidRequestError(f"--quant gguf computes a GGUF file's blocks on the CPU, not on {device.type}; "
+                                  "use --quant none (or fp8 on Ada/Hopper) there")
     if mode == "fp8" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         raise InvalidRequestError(f"--quant fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
                                   f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")
@@ -81,6 +92,13 @@ def quantized(w: torch.Tensor, name: str, mode: str, dtype: torch.dtype, layer: 
     and its all-reduce where it is row-parallel. Scales are per output row, so a rank's
     shard quantizes the same whether cut before or after."""
     bias, tp = getattr(layer, "bias", None), getattr(layer, "tp", None) if getattr(layer, "row_parallel", False) else None
+    if isinstance(w, GGUFWeight):
+        return QuantLinear(w, bias, tp)
+    if mode == "gguf":  # a layer the file stores in another type: kept as it is, in the model's dtype
+        dense = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device="meta")
+        dense.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+        dense.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+        return dense
     if mode == "fp8":
         return QuantLinear(quantize_fp8(w), bias, tp)
     use_int4 = mode == "int4" and name != "lm_head" and w.shape[1] % INT4_GROUP == 0

@@ -42,6 +42,8 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     assert "loopcoder/lsp/server/sync.py" in names and "loopcoder/lsp/server.py" not in names
     assert "loopcoder/lsp/cli/__main__.py" in names and "loopcoder/lsp/cli.py" not in names
     assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
+    # The GGUF CPU kernel, compiled from kernels/gguf_cpu.c (this machine has a compiler).
+    assert any(n.startswith("loopcoder/kernels/_gguf_cpu") for n in names)
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True)
@@ -51,6 +53,7 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     code = (
         f"import sys; sys.path[:0] = [{str(target)!r}, {site_packages!r}]; "
         "import loopcoder.engine, loopcoder.lsp.cli; from loopcoder.engine import load_model; "
+        "from loopcoder.kernels import gguf_linear; assert gguf_linear.cpu_kernel_available(), gguf_linear.cpu_kernel_status(); "
         "print(loopcoder.engine.__file__)"
     )
     out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True).stdout

@@ -13,6 +13,7 @@ from torch import nn
 
 from loopcoder.kernels.attention import AttentionMetadata, LayerCache, paged_attention
 from loopcoder.kernels.fp8_linear import Fp8Weight
+from loopcoder.kernels.gguf_linear import GGUFWeight
 from loopcoder.kernels.rmsnorm import rms_norm
 from loopcoder.kernels.rope import rope_store
 from loopcoder.kernels.swiglu import silu_mul
@@ -90,7 +91,8 @@ class RotaryEmbedding(nn.Module):
 def joined_linear(parts: list[nn.Module]) -> nn.Module | None:
     """One layer whose output is the concatenation of `parts`' outputs for the same input
     (their weights stacked by rows), or None where they cannot be joined: bf16/fp32 linears
-    and FP8 layers join (FP8 scales are per output row), int8/int4 layers do not."""
+    and FP8 layers join (FP8 scales are per output row), and GGUF layers of one type (their
+    blocks are per row), int8/int4 layers do not."""
     if len({p.bias is None for p in parts}) != 1:
         return None
     if all(type(p) is nn.Linear for p in parts):
@@ -105,7 +107,18 @@ def joined_linear(parts: list[nn.Module]) -> nn.Module | None:
         weight = Fp8Weight(torch.cat([p.weight_q.q for p in parts]), torch.cat([p.weight_q.scale for p in parts], dim=1))
         bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
         return QuantLinear(weight, bias)
+    if all(isinstance(p, QuantLinear) and isinstance(p.weight_q, GGUFWeight) for p in parts):
+        kinds = {(p.weight_q.type, p.weight_q.in_features) for p in parts}
+        if len(kinds) != 1:
+            return None  # a K-quant mix stores q/k/v or gate/up in different types
+        (kind, k), = kinds
+        bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
+        return QuantLinear(GGUFWeight(torch.cat([p.weight_q.blocks for p in parts]), kind, k), bias)
     return None
+
+
+def has_gguf_layers(model: nn.Module) -> bool:
+    return any(isinstance(m, QuantLinear) and isinstance(m.weight_q, GGUFWeight) for m in model.modules())
 
 
 def join_projections(model: nn.Module) -> int:

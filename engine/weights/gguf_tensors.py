@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from gguf import GGUFReader, ReaderTensor
 
+from loopcoder.kernels.gguf_linear import GGUFWeight, gguf_type
+
 from ..config import ModelConfig
 from ..errors import ModelLoadError, UnsupportedModelError
 from .gguf_file import gguf_architecture
@@ -58,8 +60,14 @@ _SKIPPED_BLOCK = frozenset({"attn_rot_embd.weight"})
 _BLOCK_NAME = re.compile(r"blk\.(\d+)\.(.+)")
 
 
-def iter_gguf_tensors(reader: GGUFReader, config: ModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_gguf_tensors(reader: GGUFReader, config: ModelConfig,
+                      keep_blocks: bool = False) -> Iterator[tuple[str, torch.Tensor | GGUFWeight]]:
     """Yield `(hf_name, float32 tensor)` in file order, one dequantized tensor at a time.
+
+    With `keep_blocks`, the weight of every linear layer stored in a type
+    kernels/gguf_linear.py computes comes as a `GGUFWeight` instead: the file's blocks,
+    copied, never dequantized. A model whose embedding is its LM head (tied) then also gets
+    `lm_head.weight` as the embedding's blocks.
 
     Every name and shape is checked against `config` before the first tensor is yielded,
     so a bad file fails fast rather than after minutes of dequantization. Each yielded
@@ -68,12 +76,39 @@ def iter_gguf_tensors(reader: GGUFReader, config: ModelConfig) -> Iterator[tuple
     plan = _plan(reader, config)
     permuted = gguf_architecture(reader) in _PERMUTED_QK_ARCHS
     for t, hf_name in plan:
-        w = _dequantize(t).reshape(_expected_shape(hf_name, config))
+        blocks = keep_blocks and hf_name.endswith(_LINEAR_WEIGHTS) and computed_as_stored(t)
+        w = np.array(t.data).reshape(int(t.shape[1]), -1) if blocks else _dequantize(t).reshape(_expected_shape(hf_name, config))
         if permuted and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
             w = undo_rope_permutation(w, config.num_attention_heads)
         elif permuted and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
             w = undo_rope_permutation(w, config.num_key_value_heads)
-        yield hf_name, torch.from_numpy(np.ascontiguousarray(w))
+        if blocks:
+            yield hf_name, GGUFWeight(torch.from_numpy(np.ascontiguousarray(w)), gguf_type(t.tensor_type.name), int(t.shape[0]))
+        else:
+            yield hf_name, torch.from_numpy(np.ascontiguousarray(w))
+        if (keep_blocks and config.tie_word_embeddings and hf_name == "model.embed_tokens.weight"
+                and computed_as_stored(t)):
+            yield "lm_head.weight", GGUFWeight(torch.from_numpy(np.array(t.data).reshape(int(t.shape[1]), -1)),
+                                               gguf_type(t.tensor_type.name), int(t.shape[0]))
+
+
+# The weights that can stay in the file's blocks: those of linear layers (the LM head included).
+_LINEAR_WEIGHTS = ("_proj.weight", "lm_head.weight")
+
+
+def computed_as_stored(t: ReaderTensor) -> bool:
+    """Whether kernels/gguf_linear.py computes this 2-D tensor from its blocks."""
+    kind = gguf_type(t.tensor_type.name)
+    return kind is not None and len(t.shape) == 2 and int(t.shape[0]) % kind.block_elems == 0
+
+
+def blocks_share(reader: GGUFReader) -> float:
+    """The share of the linear layers' bytes stored in types computed as stored (0..1)."""
+    linear = [t for t in reader.tensors if t.name.endswith(("attn_q.weight", "attn_k.weight", "attn_v.weight",
+                                                          "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
+                                                          "ffn_down.weight", "output.weight"))]
+    total = sum(int(t.n_bytes) for t in linear)
+    return sum(int(t.n_bytes) for t in linear if computed_as_stored(t)) / total if total else 0.0
 
 
 def undo_rope_permutation(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -99,6 +134,10 @@ def _plan(reader: GGUFReader, config: ModelConfig) -> list[tuple[ReaderTensor, s
         hf_name = hf_tensor_name(t.name, config.num_hidden_layers)
         if hf_name is None:
             continue
+        if not readable_type(t.tensor_type):
+            raise UnsupportedModelError(
+                f"GGUF tensor {t.name!r} has type {t.tensor_type.name}, which loopcoder cannot read; it reads "
+                f"{', '.join(sorted(READABLE_TYPES))}")
         expected = _expected_shape(hf_name, config)
         found = tuple(reversed([int(d) for d in t.shape]))  # GGUF ne=[in, out] -> HF [out, in]
         if _squeeze(found) != expected:
@@ -172,6 +211,14 @@ def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
         "down_proj.weight": (h, ffn),
     }
     return shapes[suffix]
+
+
+# F32 and F16 are read as they are; every other type the gguf package dequantizes.
+READABLE_TYPES = frozenset({"F32", "F16", *(k.name for k in gguf.quants._type_traits)})
+
+
+def readable_type(kind: gguf.GGMLQuantizationType) -> bool:
+    return kind.name in READABLE_TYPES
 
 
 def _dequantize(t: ReaderTensor) -> np.ndarray:

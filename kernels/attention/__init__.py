@@ -8,21 +8,24 @@ is `metadata.AttentionMetadata`.
 
     reference     the torch reference (`paged_attention_ref`); `loop` holds the Loop one
     decode        the Triton decode kernel: one query row per sequence, split-K
+    cpu           the C decode kernel for the CPU (decode_cpu.c): the same, on the cores
     loop          the Loop layer's reference and its fused Triton decode kernel
     prefill       the Triton prefill kernels (plain and Loop), tiled over query rows
     prefill_plan  how a prefill is cut into tiles and key splits
     common        what the kernels share
 
 Which path runs is `kernels.dispatch`'s choice (LOOPCODER_KERNELS): decode batches take a
-decode kernel, prefill and prefill chunks a prefill kernel, and the reference runs
-wherever Triton cannot (CPU installs have no triton).
+decode kernel, prefill and prefill chunks a prefill kernel. Where Triton cannot run (CPU
+installs have no triton), CPU decode steps take the C kernel where it is built, and
+everything else the reference.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..dispatch import use_triton
+from ..dispatch import kernel_mode, use_triton
+from .cpu import cpu_decode_blocker, paged_decode_attention_cpu
 from .common import DecodeLaunch, LayerCache, decode_blocker, decode_launch, decode_splits
 from .decode import paged_decode_attention_triton
 from .loop import loop_attention_ref, loop_decode_attention_triton, loop_gate
@@ -79,6 +82,8 @@ def paged_attention(
     """
     check_attention_shapes(q, k_cache, v_cache, window)
     if not use_triton("paged_attention", lambda: decode_blocker(q, k_cache, v_cache)):
+        if kernel_mode() == "auto" and meta.decode_splits is None and cpu_decode_blocker(q, k_cache, v_cache, meta) is None:
+            return paged_decode_attention_cpu(q, k_cache, v_cache, meta, scale, window)
         return paged_attention_ref(q, k_cache, v_cache, meta, scale, window)
     if is_decode(q, meta):
         return paged_decode_attention_triton(

@@ -17,16 +17,16 @@ if TYPE_CHECKING:  # for the type alone
     from loopcoder.engine.api import GenerationResult
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTS = ("auto", "none", "int8", "int4", "fp8")
+QUANTS = ("auto", "none", "int8", "int4", "fp8", "gguf")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="Hugging Face model directory or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="auto", choices=DTYPES,
-                   help="activation and KV dtype (default auto: bfloat16 when quantized or on a GPU, else float32)")
+                   help="activation and KV dtype (default auto: bfloat16 when quantized or on a GPU, but float32 beside GGUF blocks on a CPU without bfloat16; else float32)")
     p.add_argument("--quant", default="auto", choices=QUANTS,
-                   help="weight-only quantization (default auto: int4 for a 4-5 bit GGUF on a bf16-capable CPU)")
+                   help="weight quantization (default auto: on the CPU, a GGUF file's own blocks where the C kernel is built; else int4 for a 4-5 bit GGUF on a bf16-capable CPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from loopcoder.engine.config import ModelConfig
 
 from .common import add_model_args, human, print_rows
-from .loading import load_engine, weight_summary
+from .loading import cpu_kernel_rows, load_engine, weight_summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         ("KV bytes per token", f"{cfg.kv_bytes_per_token(dtype_bytes):,}"),
         ("KV cache", f"{human(engine.kv.nbytes)} = {engine.pool.num_blocks} blocks x {engine.cache_config.block_size} tokens"),
         ("FIM", _fim_name(engine)),
+        *cpu_kernel_rows(engine),
     ]
     print_rows(rows)
     return 0

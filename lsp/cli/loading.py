@@ -107,5 +107,21 @@ def weight_summary(model: Any) -> tuple[list[str], int]:
     """A loaded model's quantization kinds (int8, int4, ...; sorted) and its weights' bytes."""
     from loopcoder.engine.quantization import QuantLinear, weight_bytes
 
-    kinds = {type(m.weight_q).__name__.removesuffix("Weight").lower() for m in model.modules() if isinstance(m, QuantLinear)}
+    kinds = {_kind(m.weight_q) for m in model.modules() if isinstance(m, QuantLinear)}
     return sorted(kinds), weight_bytes(model)
+
+
+def _kind(weight: Any) -> str:
+    """"int4", "fp8", ..., or "gguf Q4_K" for a GGUF file's own blocks."""
+    kind = type(weight).__name__.removesuffix("Weight").lower()
+    return f"{kind} {weight.type.name}" if kind == "gguf" else kind
+
+
+def cpu_kernel_rows(engine: Any) -> list[tuple[str, str]]:
+    """`loopcoder info`'s line on what the CPU path runs on (the C kernels, or why not); CPU engines only."""
+    if not str(engine.config.device).startswith("cpu"):
+        return []
+    from loopcoder.kernels.attention.cpu import cpu_attention_status
+    from loopcoder.kernels.gguf_linear import cpu_kernel_status
+
+    return [("CPU kernels", f"{cpu_kernel_status()}; {cpu_attention_status()}")]

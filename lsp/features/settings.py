@@ -12,7 +12,7 @@ from typing import Any
 
 from loopcoder.engine.errors import InvalidRequestError
 
-QUANTS = ("auto", "none", "int8", "int4", "fp8")
+QUANTS = ("auto", "none", "int8", "int4", "fp8", "gguf")
 BACKENDS = ("local", "inprocess", "openai", "tgi")
 REMOTE_BACKENDS = ("openai", "tgi")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

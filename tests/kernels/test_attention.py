@@ -124,12 +124,14 @@ def test_contiguous_and_mixed_block_tables(order, window):
 
 
 @pytest.mark.parametrize("kernel_mode", [None, "torch"], indirect=True)
-def test_cpu_takes_the_reference(kernel_mode, spy):
+def test_cpu_decode_takes_the_c_kernel_unless_torch_is_forced(kernel_mode, spy):
     case = decode_case([5, 17], 4, 2, 16, torch.float32, block_size=4)
-    calls = spy(attention, "paged_attention_ref")
+    ref_calls, c_calls = spy(attention, "paged_attention_ref"), spy(attention, "paged_decode_attention_cpu")
     out = paged_attention(case.q, *case.caches, case.meta, case.scale, 3)
-    assert calls == ["paged_attention_ref"]
-    assert torch.equal(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale, 3))
+    c_kernel = kernel_mode is None and attention.cpu_decode_blocker(case.q, *case.caches, case.meta) is None
+    assert (c_calls, ref_calls) == ((["paged_decode_attention_cpu"], []) if c_kernel else ([], ["paged_attention_ref"]))
+    torch.testing.assert_close(out, paged_attention_ref(case.q, *case.caches, case.meta, case.scale, 3),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_forced_triton_without_triton_raises(monkeypatch):

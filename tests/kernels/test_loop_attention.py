@@ -14,7 +14,6 @@ from loopcoder.kernels.attention import (
     loop_decode_attention_triton,
     loop_gate,
     loop_prefill_attention_triton,
-    paged_attention,
     paged_attention_ref,
 )
 from loopcoder.kernels.dispatch import KernelUnavailableError
@@ -23,9 +22,10 @@ from .helpers import REL_ERROR, cuda, decode_case, extend_case, loop_expected, r
 
 
 def old_loop_mix(case, window):
-    """The loop layer's attention as engine/models/loopcoder.py wrote it before the fused op."""
-    a = paged_attention(case.q, *case.caches[:2], case.meta, case.scale)
-    b = paged_attention(case.q, *case.caches[2:], case.meta, case.scale, window)
+    """The loop layer's attention as engine/models/loopcoder.py wrote it before the fused op
+    (on the CPU, where `paged_attention` then ran the reference; it now takes the C decode kernel)."""
+    a = paged_attention_ref(case.q, *case.caches[:2], case.meta, case.scale)
+    b = paged_attention_ref(case.q, *case.caches[2:], case.meta, case.scale, window)
     g = torch.sigmoid((case.q * case.gate_weight).sum(-1) + case.gate_bias).unsqueeze(-1).to(a.dtype)
     return g * a + (1 - g) * b
 

@@ -1,0 +1,200 @@
+"""--quant gguf: a GGUF file's linear layers computed from its own blocks.
+
+Small random llama/qwen2 models are written as llama.cpp would (q/k rows permuted for
+llama), every projection in one type, or mixed as a Q4_K_M file mixes them. Loaded with
+`--quant gguf` they must keep the file's bytes and give the logits of the same file
+dequantized to float32 (`--quant none`), up to the kernel's int8 activations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from loopcoder.engine import loader
+from loopcoder.engine.errors import InvalidRequestError, ModelLoadError, UnsupportedModelError
+from loopcoder.engine.loader import load_model, resolve_precision
+from loopcoder.engine.quantization import QuantLinear, check_quant_device
+from loopcoder.kernels import gguf_linear as G
+
+from ..kernels.gguf_helpers import quantize
+from .test_gguf import converter_permute, gguf_name
+
+TOKENS = ["<s>", "</s>", "h", "e", "he"] + [f"t{i}" for i in range(59)]
+MERGES = ["h e"]
+
+DIMS = dict(hidden=256, ffn=512, heads=4, kv_heads=2, head_dim=64, layers=2, vocab=len(TOKENS))
+TYPES = list(G.GGUF_TYPES)
+PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def state_dict(arch: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    h, f, v = DIMS["hidden"], DIMS["ffn"], DIMS["vocab"]
+    q, kv = DIMS["heads"] * DIMS["head_dim"], DIMS["kv_heads"] * DIMS["head_dim"]
+
+    def r(*shape: int, std: float = 0.08) -> np.ndarray:
+        return (rng.standard_normal(shape) * std).astype(np.float32)
+
+    sd = {"model.embed_tokens.weight": r(v, h, std=1.0), "model.norm.weight": 1 + r(h)}
+    if not tied:
+        sd["lm_head.weight"] = r(v, h)
+    for i in range(DIMS["layers"]):
+        p = f"model.layers.{i}."
+        sd |= {p + "input_layernorm.weight": 1 + r(h), p + "post_attention_layernorm.weight": 1 + r(h),
+               p + "self_attn.q_proj.weight": r(q, h), p + "self_attn.k_proj.weight": r(kv, h),
+               p + "self_attn.v_proj.weight": r(kv, h), p + "self_attn.o_proj.weight": r(h, q),
+               p + "mlp.gate_proj.weight": r(f, h), p + "mlp.up_proj.weight": r(f, h),
+               p + "mlp.down_proj.weight": r(h, f)}
+        if arch == "qwen2":
+            sd |= {p + "self_attn.q_proj.bias": r(q), p + "self_attn.k_proj.bias": r(kv),
+                   p + "self_attn.v_proj.bias": r(kv)}
+    return sd
+
+
+def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, raw: dict | None = None) -> Path:
+    """A GGUF of a random model; `types` maps a GGUF tensor name's part ("attn_q", "token_embd",
+    "output", "*") to the type it is stored in (F32 where none matches); `raw` replaces
+    tensors by (bytes, type)."""
+    w = gguf.GGUFWriter(path, arch)
+    w.add_block_count(DIMS["layers"])
+    w.add_context_length(256)
+    w.add_embedding_length(DIMS["hidden"])
+    w.add_feed_forward_length(DIMS["ffn"])
+    w.add_head_count(DIMS["heads"])
+    w.add_head_count_kv(DIMS["kv_heads"])
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(TOKENS)
+    w.add_token_types([1] * len(TOKENS))
+    w.add_token_merges(MERGES)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    raw = raw or {}
+    for hf, t in state_dict(arch, tied).items():
+        name = gguf_name(hf)
+        if name in raw:
+            w.add_tensor(name, raw[name][0], raw_dtype=raw[name][1])
+            continue
+        if arch == "llama" and (".attn_q." in name or ".attn_k." in name) and t.ndim == 2:
+            t = converter_permute(t, DIMS["heads"] if ".attn_q." in name else DIMS["kv_heads"])
+        part = name.split(".")[-2]
+        kind = types.get(part, types.get("*")) if t.ndim == 2 and part in (*PROJECTIONS, "token_embd", "output") else None
+        if kind is None or kind == "F32":
+            w.add_tensor(name, t)
+        else:
+            w.add_tensor(name, quantize(t, kind), raw_dtype=gguf.GGMLQuantizationType[kind])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+IDS = [5, 17, 3, 42, 8, 23, 61, 12, 9, 30, 7, 50]
+
+
+def logits_of(path: Path, quant: str) -> tuple[torch.Tensor, object]:
+    engine = load_model(path, quant=quant, dtype=torch.float32)
+    return engine.logits(IDS), engine
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def gguf_layers(engine) -> dict[str, G.GGUFWeight]:
+    return {name: m.weight_q for name, m in engine.model.named_modules()
+            if isinstance(m, QuantLinear) and isinstance(m.weight_q, G.GGUFWeight)}
+
+
+@pytest.mark.parametrize("kind", TYPES)
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_blocks_compute_the_files_weights(tmp_path, arch, kind):
+    path = write(tmp_path / "m.gguf", arch, {"*": kind, "token_embd": "F32", "output": "Q8_0"})
+    floats, _ = logits_of(path, "none")
+    blocks, engine = logits_of(path, "gguf")
+    layers = gguf_layers(engine)
+    # q/k/v and gate/up are joined (one type), o and down alone, and the Q8_0 LM head.
+    assert {w.type.name for name, w in layers.items() if name != "lm_head"} == {kind}
+    assert layers["lm_head"].type.name == "Q8_0"
+    assert len(layers) == 4 * DIMS["layers"] + 1
+    # int8 activations per 32 through 2 layers and the head: a few % of the logits' norm at most.
+    assert rel_err(blocks, floats) < 0.05, (arch, kind)
+    top2 = floats.topk(2, dim=-1).values
+    clear = top2[:, 0] - top2[:, 1] > 0.1  # a random model has near-ties; where it does not, the argmax holds
+    assert torch.equal(blocks.argmax(-1)[clear], floats.argmax(-1)[clear])
+
+
+def test_the_files_bytes_are_kept(tmp_path):
+    path = write(tmp_path / "m.gguf", "llama", {"*": "Q5_K"})
+    reader = gguf.GGUFReader(path)
+    stored = {t.name: np.array(t.data) for t in reader.tensors}
+    engine = load_model(path, quant="gguf", dtype=torch.float32)
+    down = engine.model.model.layers[1].mlp.down_proj.weight_q
+    np.testing.assert_array_equal(down.blocks.numpy(), stored["blk.1.ffn_down.weight"])
+    # q's rows came back from llama.cpp's RoPE permutation whole: the same bytes, reordered.
+    qkv = engine.model.model.layers[0].self_attn.qkv_proj.weight_q
+    q_rows = DIMS["heads"] * DIMS["head_dim"]
+    assert sorted(map(bytes, qkv.blocks[:q_rows].numpy())) == sorted(map(bytes, stored["blk.0.attn_q.weight"]))
+
+
+def test_a_k_quant_mix_and_a_tied_q8_0_head(tmp_path):
+    """As Q4_K_M stores a model: Q4_K mostly, Q6_K for v and down; the LM head is the
+    Q8_0 embedding (tied)."""
+    types = {"*": "Q4_K", "attn_v": "Q6_K", "ffn_down": "Q6_K", "token_embd": "Q8_0"}
+    path = write(tmp_path / "m.gguf", "llama", types, tied=True)
+    floats, _ = logits_of(path, "none")
+    blocks, engine = logits_of(path, "gguf")
+    attn = engine.model.model.layers[0].self_attn
+    assert attn.qkv_proj is None and attn.v_proj.weight_q.type.name == "Q6_K"  # q/k/v mixed: not joined
+    assert engine.model.lm_head.weight_q.type.name == "Q8_0"
+    assert rel_err(blocks, floats) < 0.05
+
+
+def test_float_layers_stay_float(tmp_path):
+    path = write(tmp_path / "m.gguf", "llama", {"*": "Q4_0", "attn_output": "F32"})
+    engine = load_model(path, quant="gguf", dtype=torch.float32)
+    assert type(engine.model.model.layers[0].self_attn.o_proj) is torch.nn.Linear
+
+
+def test_auto_picks_the_blocks_where_the_kernel_runs(tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    if G.cpu_kernel_available():
+        for bf16, want in ((False, torch.float32), (True, torch.bfloat16)):  # bf16 prefill GEMMs where the CPU has them
+            monkeypatch.setattr(loader, "cpu_has_bf16", lambda bf16=bf16: bf16)
+            quant, dtype, reason = resolve_precision("auto", None, cpu, True, 1.0)
+            assert (quant, dtype) == ("gguf", want) and "computed as stored" in reason
+    monkeypatch.setattr(loader, "cpu_kernel_available", lambda: False)
+    monkeypatch.setattr(loader, "cpu_has_bf16", lambda: False)
+    quant, dtype, _ = resolve_precision("auto", None, cpu, True, 1.0)
+    assert (quant, dtype) == ("none", torch.float32)  # no kernel, no bf16: the float path
+    # Mostly float or unsupported types: not the blocks.
+    monkeypatch.setattr(loader, "cpu_kernel_available", lambda: True)
+    assert resolve_precision("auto", None, cpu, False, 0.2).quant == "none"
+    assert resolve_precision("auto", None, torch.device("meta"), True, 1.0).quant == "none"
+
+
+def test_gguf_needs_a_gguf_file_and_the_cpu(tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text('{"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, '
+                                                 '"num_hidden_layers": 1, "num_attention_heads": 4, '
+                                                 '"num_key_value_heads": 2, "vocab_size": 64}')
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        load_model(tmp_path / "hf", quant="gguf")
+    with pytest.raises(InvalidRequestError, match="on the CPU, not on meta"):
+        check_quant_device("gguf", torch.device("meta"))
+
+
+def test_a_type_nobody_reads_fails_before_any_weight(tmp_path):
+    """Q8_1 is an activation format: a file storing a weight in it is refused at the plan,
+    naming the tensor, its type and the types that are read."""
+    data = np.zeros((DIMS["hidden"], DIMS["hidden"] // 32 * 40), dtype=np.uint8)
+    bad = write(tmp_path / "bad.gguf", "llama", {"*": "Q4_0"}, raw={"blk.1.attn_q.weight": (data, gguf.GGMLQuantizationType.Q8_1)})
+    with pytest.raises(UnsupportedModelError, match=r"'blk\.1\.attn_q\.weight' has type Q8_1.*reads .*Q4_K"):
+        load_model(bad, quant="gguf")

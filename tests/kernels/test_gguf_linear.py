@@ -1,0 +1,157 @@
+"""kernels/gguf_linear.py: GGUF blocks computed as stored.
+
+The gguf package's numpy dequantizer is the oracle for what the blocks hold: the torch
+reference and the C kernel's dequantizer must equal it exactly, and the C kernel's
+products must equal the float product up to its int8 activations, on every instruction set
+this CPU has (scalar, AVX2, AVX-512 VNNI), for one row (decode) and several (batches).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from loopcoder.kernels import gguf_linear as G
+
+from .gguf_helpers import quantize, random_blocks
+
+TYPES = list(G.GGUF_TYPES)
+needs_kernel = pytest.mark.skipif(not G.cpu_kernel_available(), reason=G.cpu_kernel_status())
+
+
+@pytest.fixture
+def isa_restored():
+    before = G._kernel.isa() if G.cpu_kernel_available() else None
+    yield
+    if before is not None:
+        G.set_cpu_isa(before)
+
+
+def weight(name: str, n: int, k: int, seed: int = 0) -> tuple[G.GGUFWeight, np.ndarray]:
+    blocks = random_blocks(name, n, k, np.random.default_rng(seed))
+    return G.GGUFWeight(torch.from_numpy(blocks), G.GGUF_TYPES[name], k), blocks
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_reference_dequantizes_as_the_gguf_package(name):
+    w, blocks = weight(name, 24, 512)
+    expected = gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType[name])
+    np.testing.assert_array_equal(G.dequantize_ref(w).numpy(), expected)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", TYPES)
+def test_kernel_dequantizes_as_the_gguf_package(name):
+    w, blocks = weight(name, 24, 512, seed=1)
+    expected = gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType[name])
+    np.testing.assert_array_equal(G.dequantize(w).numpy(), expected)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("rows", [1, 3, 6])
+def test_kernel_product_on_every_instruction_set(name, rows, isa_restored):
+    w, _ = weight(name, 40, 512, seed=2)  # 40 outputs: two full tiles of 16 and a partial one
+    x = torch.randn(rows, 512, generator=torch.Generator().manual_seed(3))
+    exact = x.double() @ G.dequantize_ref(w).double().T
+    outs = {}
+    for isa in G.supported_cpu_isas():
+        G.set_cpu_isa(isa)
+        outs[isa] = G.gguf_linear(x, w)
+        # int8 activations per 32: about 0.5% of the product's norm on random data.
+        assert rel_err(outs[isa], exact) < 0.02, isa
+    for isa, out in outs.items():  # the same integer sums: the instruction sets agree to float rounding
+        torch.testing.assert_close(out, outs["scalar"], rtol=1e-5, atol=1e-5 * float(exact.abs().max()), msg=isa)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["Q4_1", "Q8_0", "Q6_K"])
+def test_a_rows_result_does_not_depend_on_its_batch(name, isa_restored):
+    """Decode rows batched together (documents sharing a step) get, bit for bit, what each
+    gets alone, on every instruction set."""
+    w, _ = weight(name, 40, 512, seed=7)
+    x = torch.randn(7, 512, generator=torch.Generator().manual_seed(8))
+    for isa in G.supported_cpu_isas():
+        G.set_cpu_isa(isa)
+        together = G.gguf_linear(x, w)
+        for i in range(x.shape[0]):
+            assert torch.equal(together[i], G.gguf_linear(x[i:i + 1], w)[0]), (isa, i)
+
+
+@needs_kernel
+def test_rows_past_the_gemm_threshold_are_exact_to_the_blocks():
+    w, _ = weight("Q4_K", 32, 512, seed=4)
+    x = torch.randn(G.GEMM_MIN_ROWS + 3, 512)
+    torch.testing.assert_close(G.gguf_linear(x, w), x @ G.dequantize_ref(w).T, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["Q4_1", "Q6_K"])
+def test_bfloat16_activations_and_bias(name):
+    w, _ = weight(name, 48, 768, seed=5)
+    x = torch.randn(2, 3, 768)
+    bias = torch.randn(48)
+    exact = (x.double() @ G.dequantize_ref(w).double().T) + bias.double()
+    out = G.gguf_linear(x.bfloat16(), w, bias.bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 3, 48)
+    assert rel_err(out.float(), exact) < 0.03
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_products_of_quantized_real_weights(name):
+    """Blocks quantized from float weights (llama.cpp's layout): the product through the
+    blocks is the product of what they hold, on the kernel or the reference."""
+    rng = np.random.default_rng(6)
+    wf = (rng.standard_normal((64, 512)) * 0.05).astype(np.float32)
+    w = G.GGUFWeight(torch.from_numpy(quantize(wf, name)), G.GGUF_TYPES[name], 512)
+    x = torch.randn(1, 512)
+    held = G.dequantize_ref(w)
+    assert rel_err(held, torch.from_numpy(wf)) < 0.1  # a 4-bit type holds the weights to about 8%
+    assert rel_err(G.gguf_linear(x, w), x @ held.T) < 0.02
+
+
+def test_bad_blocks_are_refused():
+    t = G.GGUF_TYPES["Q4_K"]
+    with pytest.raises(ValueError, match="multiple of 256"):
+        G.GGUFWeight(torch.zeros(4, 144, dtype=torch.uint8), t, 200)
+    with pytest.raises(ValueError, match=r"\(N, 144\) uint8"):
+        G.GGUFWeight(torch.zeros(4, 100, dtype=torch.uint8), t, 256)
+    with pytest.raises(ValueError, match=r"\(N, 144\) uint8"):
+        G.GGUFWeight(torch.zeros(4, 144, dtype=torch.int16), t, 256)
+    w, _ = weight("Q8_0", 8, 64)
+    with pytest.raises(ValueError, match="x has 32 inputs, the weight 64"):
+        G.gguf_linear(torch.randn(1, 32), w)
+
+
+@needs_kernel
+def test_kernel_refuses_what_it_cannot_compute(isa_restored):
+    with pytest.raises(ValueError, match="type id 99"):
+        G._kernel.matmul(99, 0, 1, 32, 0, 0, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="multiple of 256"):
+        G._kernel.dequantize(12, 0, 1, 32, 0, 1)
+    with pytest.raises(ValueError, match="not one this CPU has"):
+        G.set_cpu_isa("avx1024")
+
+
+def test_without_the_kernel_the_reference_computes(tmp_path):
+    """LOOPCODER_CPU_KERNELS=0 (as on a machine without a compiler): the same results
+    through torch, and the status line says why."""
+    code = (
+        "import torch; from loopcoder.kernels import gguf_linear as G\n"
+        "assert not G.cpu_kernel_available(); print(G.cpu_kernel_status())\n"
+        "w = G.GGUFWeight(torch.zeros(16, 20, dtype=torch.uint8), G.GGUF_TYPES['Q4_1'], 32)\n"
+        "print(float(G.gguf_linear(torch.ones(1, 32), w).abs().sum()))\n"
+    )
+    env = {**os.environ, "LOOPCODER_CPU_KERNELS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "turned off by LOOPCODER_CPU_KERNELS=0" in out and out.strip().endswith("0.0")
