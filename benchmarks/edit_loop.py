@@ -543,7 +543,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot-to", type=Path, default=None, help="also write the plot here (e.g. docs/benchmarks/edit_loop.png)")
     p.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp variant")
     p.add_argument("--quick", action="store_true", help="smoke run (< 60 s): shortest prefix, 3 keystrokes, 1 cold")
-    p.add_argument("--quant", default="auto", choices=("auto", "none", "int8", "int4", "fp8"),
+    p.add_argument("--quant", default="auto", choices=("auto", "none", "int8", "int4", "fp8", "gguf"),
                    help="weight quantization, as `loopcoder --quant` (default auto: int4 for this Q4_1 GGUF)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                    help="activation and KV dtype, as `loopcoder --dtype`")
@@ -560,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info() | {"loadavg_before": os.getloadavg()[0]}
     started = time.perf_counter()
     engine = load_model(dtype=None if args.dtype == "auto" else getattr(torch, args.dtype), quant=args.quant)
-    info["precision"] = f"{str(engine.config.dtype).removeprefix('torch.')}, weights {args.quant}"
+    info["precision"] = engine.config.precision
     progress(f"model loaded ({info['precision']})")
     info["load_s"] = time.perf_counter() - started
     run = measure(engine, args)
