@@ -36,23 +36,50 @@ GIL_FREE_ENCODE_CHARS = 1 << 16  # texts this long (about 50 ms of tokenizing) a
 
 @dataclass(frozen=True)
 class FimFormat:
-    """Fill-in-the-middle sentinel tokens of one model family, used in PSM order."""
+    """Fill-in-the-middle markers of one model family, and their order.
+
+    "psm": prefix marker, the code before the cursor, suffix marker, the code after it,
+    middle marker (the model writes the middle). "spm": suffix marker, the code after,
+    prefix marker, the code before, middle marker (Codestral; its middle marker is empty).
+    The markers are single special tokens, or, for a user's `fimTemplate`, text that is
+    tokenized with its special tokens (`template`).
+    """
 
     name: str
     prefix: str
     suffix: str
     middle: str
+    order: str = "psm"
+    template: bool = False
 
     def build(self, prefix: str, suffix: str) -> str:
         # PSM keeps the stable part (the code before the cursor) first, so KV pages of the
         # prompt survive edits after the cursor.
+        if self.order == "spm":
+            return f"{self.suffix}{suffix}{self.prefix}{prefix}{self.middle}"
         return f"{self.prefix}{prefix}{self.suffix}{suffix}{self.middle}"
+
+    @classmethod
+    def from_template(cls, template: str) -> "FimFormat":
+        """A `fimTemplate` such as "<PRE> {prefix} <SUF>{suffix} <MID>": the text around the
+        two placeholders becomes the markers, and their order the format's."""
+        if template.count("{prefix}") != 1 or template.count("{suffix}") != 1:
+            raise TokenizerError(f"fimTemplate {template!r} needs {{prefix}} and {{suffix}} once each")
+        first = "prefix" if template.index("{prefix}") < template.index("{suffix}") else "suffix"
+        second = "suffix" if first == "prefix" else "prefix"
+        lead, rest = template.split("{" + first + "}")
+        between, tail = rest.split("{" + second + "}")
+        if first == "prefix":
+            return cls("template", lead, between, tail, "psm", True)
+        return cls("template", between, lead, tail, "spm", True)
 
 
 FIM_FORMATS = (
-    FimFormat("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, IQuest
-    FimFormat("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    FimFormat("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, Qwen3, IQuest
+    FimFormat("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),  # StarCoder 1/2
     FimFormat("codellama", "\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>"),
+    FimFormat("deepseek", "<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>"),
+    FimFormat("codestral", "[PREFIX]", "[SUFFIX]", "", "spm"),  # Mistral's v3 tokenizers: <s>[SUFFIX]suffix[PREFIX]prefix
 )
 
 
@@ -68,7 +95,8 @@ class Tokenizer:
         self.special_ids = frozenset(i for i, t in hf.get_added_tokens_decoder().items() if t.special)
         self.eos_ids = self._collect_eos_ids(eos_token, extra_eos_ids)
         self.eos_token = eos_token if eos_token else (self.id_to_token(self.eos_ids[0]) if self.eos_ids else None)
-        self.fim_format = next((f for f in FIM_FORMATS if self._has_tokens(f.prefix, f.suffix, f.middle)), None)
+        self.fim_format = next((f for f in FIM_FORMATS if self._has_tokens(*filter(None, (f.prefix, f.suffix, f.middle)))),
+                               None)
         self._template_source = chat_template
         if chat_template is None and self.token_to_id("<|im_start|>") is not None:
             chat_template = CHATML_TEMPLATE  # ChatML is the usual format of models with <|im_start|>
@@ -192,21 +220,51 @@ class Tokenizer:
                                     bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
 
     def build_fim(self, prefix: str, suffix: str) -> str | None:
-        """The PSM fill-in-the-middle prompt, or None when the model knows no FIM tokens."""
+        """The fill-in-the-middle prompt text, or None when the model knows no FIM format."""
         return self.fim_format.build(prefix, suffix) if self.fim_format else None
 
+    def use_fim_template(self, template: str | None) -> None:
+        """Use a `fimTemplate` ("<PRE> {prefix} <SUF>{suffix} <MID>") instead of the format
+        read from the vocabulary; None or "" goes back to that one."""
+        detected = next((f for f in FIM_FORMATS if self._has_tokens(*filter(None, (f.prefix, f.suffix, f.middle)))), None)
+        self.fim_format = FimFormat.from_template(template) if template else detected
+
     def encode_fim(self, prefix: str, suffix: str) -> list[int]:
-        """PSM ids with the document text encoded as plain text; the BOS only where the model uses one."""
+        """FIM ids with the document text encoded as plain text; the BOS only where the model uses one."""
         return self.fim_ids(self.encode(prefix, parse_special=False), self.encode(suffix, parse_special=False))
 
     def fim_ids(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int]) -> list[int]:
-        """PSM ids around already encoded prefix and suffix text."""
-        fim = self.fim_format
-        if fim is None:
+        """FIM ids around already encoded prefix and suffix text, in the format's order."""
+        fim = self._require_fim()
+        pre, suf, mid = self._marker(fim.prefix), self._marker(fim.suffix), self._marker(fim.middle)
+        if fim.order == "spm":
+            return [*self._fim_bos(), *suf, *suffix_ids, *pre, *prefix_ids, *mid]
+        return [*self._fim_bos(), *pre, *prefix_ids, *suf, *suffix_ids, *mid]
+
+    def fim_head_ids(self, prefix_ids: Sequence[int]) -> list[int]:
+        """The start every FIM prompt of a document shares, given the text before the cursor:
+        what pre-warming prefills. In PSM order the code before the cursor; in SPM only the
+        first marker (the code after the cursor comes first, and changes)."""
+        fim = self._require_fim()
+        if fim.order == "spm":
+            return [*self._fim_bos(), *self._marker(fim.suffix)]
+        return [*self._fim_bos(), *self._marker(fim.prefix), *prefix_ids]
+
+    def _require_fim(self) -> FimFormat:
+        if self.fim_format is None:
             raise TokenizerError("this tokenizer has no fill-in-the-middle tokens")
-        bos = [self.bos_id] if self.bos_id is not None and self.encode("", add_special_tokens=True) else []
-        return [*bos, self.token_to_id(fim.prefix), *prefix_ids, self.token_to_id(fim.suffix), *suffix_ids,
-                self.token_to_id(fim.middle)]
+        return self.fim_format
+
+    def _fim_bos(self) -> list[int]:
+        return [self.bos_id] if self.bos_id is not None and self.encode("", add_special_tokens=True) else []
+
+    def _marker(self, text: str) -> list[int]:
+        """A marker's ids: its special token, or a template's text with its special tokens parsed."""
+        if not text:
+            return []
+        if self.fim_format is not None and self.fim_format.template:
+            return self.encode(text, parse_special=True)
+        return [self.token_to_id(text)]
 
     def _plain_text_tokenizer(self) -> HFTokenizer:
         if self._plain is None:

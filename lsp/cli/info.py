@@ -70,4 +70,6 @@ def _shape_rows(cfg: ModelConfig) -> list[tuple[str, str]]:
 
 def _fim_name(engine: Any) -> str:
     fim = getattr(engine.tokenizer, "fim_format", None)
-    return "none (completes from the prefix only)" if fim is None else str(fim)
+    if fim is None:
+        return "none (completes from the prefix only; a fimTemplate setting gives one)"
+    return f"{fim.name}, {fim.order.upper()}: {fim.build('{prefix}', '{suffix}')}"

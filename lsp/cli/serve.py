@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=None, help="the remote server's base URL for --backend openai / tgi")
     p.add_argument("--api-key", default=None, help="bearer token for the remote server (default: $LOOPCODER_API_KEY)")
     p.add_argument("--tokenizer", default=None, help="the remote model's tokenizer: its directory or .gguf")
+    p.add_argument("--fim-template", default=None, metavar="TEMPLATE",
+                   help="the fill-in-the-middle prompt for a model whose format is not detected, e.g. "
+                        "'<PRE> {prefix} <SUF>{suffix} <MID>' (the client's fimTemplate setting overrides it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ServerSettings(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
                               max_tokens=args.max_tokens, temperature=args.temperature, prewarm=not args.no_prewarm,
                               backend=args.backend, socket=args.socket, threads=args.threads or 0, url=args.url,
-                              api_key=args.api_key, tokenizer=args.tokenizer)
+                              api_key=args.api_key, tokenizer=args.tokenizer, fim_template=args.fim_template)
     server = build_server(settings)
     if address is None:
         server.start_io()  # stdout is the protocol channel: logging goes to stderr only

@@ -92,8 +92,8 @@ def prompt_head(engine: EngineAPI, text: str, options: CompletionOptions) -> lis
     head = text[: budget * PREFIX_CHARS_PER_TOKEN]
     if tokenizer.fim_format is None:
         return tokenizer.encode(head, add_special_tokens=True, parse_special=False)[:budget] or tokenizer.encode("\n")
-    # <fim_suffix>, the suffix and <fim_middle> follow the cursor: only the part before is shared.
-    return tokenizer.fim_ids(tokenizer.encode(head, parse_special=False)[:budget], [])[:-2]
+    # What follows the cursor differs between prompts: only the part before it is shared.
+    return tokenizer.fim_head_ids(tokenizer.encode(head, parse_special=False)[:budget])
 
 
 def _drop_front(ids: list[int], budget: int) -> list[int]:

@@ -47,10 +47,14 @@ def daemon_idle_timeout() -> float:
 
 def load_engine(settings: ServerSettings) -> EngineAPI:
     if settings.backend == "local":
-        return connect_daemon(settings)
-    if settings.backend in ("openai", "tgi"):
-        return connect_remote(settings)
-    return load_inprocess(settings)
+        engine = connect_daemon(settings)
+    elif settings.backend in ("openai", "tgi"):
+        engine = connect_remote(settings)
+    else:
+        engine = load_inprocess(settings)
+    if settings.fim_template and engine.tokenizer is not None:
+        engine.tokenizer.use_fim_template(settings.fim_template)  # this side builds the prompts
+    return engine
 
 
 def connect_remote(settings: ServerSettings) -> EngineAPI:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from loopcoder.engine.errors import InvalidRequestError
+from loopcoder.engine.errors import InvalidRequestError, TokenizerError
+from loopcoder.engine.tokenizer import FimFormat
 
 QUANTS = ("auto", "none", "int8", "int4", "fp8", "gguf")
 BACKENDS = ("local", "inprocess", "openai", "tgi")
@@ -37,6 +38,9 @@ class ServerSettings:
     temperature: float = 0.0
     prewarm: bool = True  # prefill a document's K/V on open and save
     cache: bool = True  # keep each document's K/V warm between requests; false recomputes every prompt
+    # The fill-in-the-middle prompt for a model whose format is not read from its vocabulary,
+    # e.g. "<PRE> {prefix} <SUF>{suffix} <MID>" (None: the model's own, docs/configuration.md).
+    fim_template: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -59,6 +63,11 @@ class ServerSettings:
             raise InvalidRequestError(f"backend {self.backend!r} needs url, e.g. http://127.0.0.1:8000")
         if self.dtype not in DTYPES:
             raise InvalidRequestError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.fim_template:
+            try:
+                FimFormat.from_template(self.fim_template)
+            except TokenizerError as e:
+                raise InvalidRequestError(str(e)) from None
 
     def updated(self, options: Any) -> "ServerSettings":
         """These settings with a client's initializationOptions (a JSON object, or None) applied."""

@@ -56,6 +56,8 @@ def apply_settings(ls: LoopcoderServer, options: Any) -> None:
         log.info("model settings changed: loading the model again")
         ls.engine = LazyEngine()
         ls.engine.start(new)
+    elif old.fim_template != new.fim_template and (engine := ls.engine.loaded()) is not None and engine.tokenizer:
+        engine.tokenizer.use_fim_template(new.fim_template)  # prompts are built here: no reload
 
 
 @notification

@@ -404,6 +404,57 @@ def test_fim_detection(tmp_path, style, tokens):
     assert tok.token_to_id(tokens[1]) in ids
 
 
+DEEPSEEK = ["<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>"]
+
+
+def test_deepseek_coder_fim(tmp_path):
+    """DeepSeek-Coder's sentinels (full-width bars, U+2581): PSM, detected from the vocabulary."""
+    tok = Tokenizer.from_pretrained_dir(_hf_dir(tmp_path / "ds", ["<\uff5cend\u2581of\u2581sentence\uff5c>", *DEEPSEEK]))
+    assert tok.fim_format.name == "deepseek"
+    pre, hole, end = (tok.token_to_id(t) for t in DEEPSEEK)
+    ids = tok.encode_fim("def f(x):\n    ", "\n    return y\n")
+    assert ids[0] == pre and ids[-1] == end and ids.index(hole) > 1
+    assert tok.decode(ids[1:ids.index(hole)]) == "def f(x):\n    "
+    assert tok.fim_head_ids(tok.encode("def f", parse_special=False)) == [pre, *tok.encode("def f", parse_special=False)]
+
+
+def test_codestral_fim_is_spm_without_a_middle_token(tmp_path):
+    """Mistral's v3 tokenizers (Codestral): <s>[SUFFIX]suffix[PREFIX]prefix, the model writes next."""
+    tok = Tokenizer.from_pretrained_dir(_hf_dir(tmp_path / "cs", ["<s>", "</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"],
+                                                {"bos_token": "<s>", "eos_token": "</s>"}))
+    assert tok.fim_format.name == "codestral" and tok.fim_format.order == "spm"
+    prefix_ids, suffix_ids = tok.encode("x = ", parse_special=False), tok.encode("\nprint(x)", parse_special=False)
+    ids = tok.fim_ids(prefix_ids, suffix_ids)
+    bos = [tok.bos_id] if tok.encode("", add_special_tokens=True) else []
+    assert ids == [*bos, tok.token_to_id("[SUFFIX]"), *suffix_ids, tok.token_to_id("[PREFIX]"), *prefix_ids]
+    assert tok.build_fim("x = ", "\nprint(x)") == "[SUFFIX]\nprint(x)[PREFIX]x = "
+    # Only the first marker is shared by every prompt of a document: the suffix comes first and changes.
+    assert tok.fim_head_ids(prefix_ids) == [*bos, tok.token_to_id("[SUFFIX]")]
+
+
+@pytest.mark.parametrize("template, order", [("<PRE> {prefix} <SUF>{suffix} <MID>", "psm"),
+                                             ("<SUF>{suffix}<PRE>{prefix}<MID>", "spm")])
+def test_fim_template(tmp_path, template, order):
+    """A fimTemplate for a model nobody detected: the text around {prefix} and {suffix} is
+    tokenized with its special tokens; the document text stays plain."""
+    tok = Tokenizer.from_pretrained_dir(_hf_dir(tmp_path / "t", ["<|endoftext|>", "<PRE>", "<SUF>", "<MID>"]))
+    assert tok.fim_format is None
+    tok.use_fim_template(template)
+    assert tok.fim_format.order == order and tok.fim_format.template
+    ids = tok.encode_fim("a <SUF> b", "c")  # a document that mentions a marker does not inject it
+    assert ids.count(tok.token_to_id("<SUF>")) == 1 and ids[-1] == tok.token_to_id("<MID>")
+    assert tok.decode(ids) == template.replace("{prefix}", "a <SUF> b").replace("{suffix}", "c")
+    tok.use_fim_template(None)
+    assert tok.fim_format is None
+
+
+@pytest.mark.parametrize("bad", ["{prefix} only", "{suffix}{prefix}{prefix}", "no placeholders"])
+def test_bad_fim_template_is_refused(tmp_path, bad):
+    tok = Tokenizer.from_pretrained_dir(_hf_dir(tmp_path / "t", ["<|endoftext|>"]))
+    with pytest.raises(TokenizerError, match=r"needs \{prefix\} and \{suffix\} once each"):
+        tok.use_fim_template(bad)
+
+
 def test_fim_absent(tmp_path):
     tok = Tokenizer.from_pretrained_dir(_hf_dir(tmp_path / "m", ["<|endoftext|>", "<|fim_prefix|>"]))
     assert tok.fim_format is None and tok.build_fim("a", "b") is None

@@ -13,6 +13,7 @@ def test_options_override_defaults():
     assert (got.max_tokens, got.temperature, got.model, got.prewarm) == (8, 1.0, None, False)
     got = base.updated({"suffixTokens": 0, "contextTokens": 512, "cache": False, "backend": "local"})
     assert (got.suffix_tokens, got.context_tokens, got.cache, got.backend) == (0, 512, False, "local")
+    assert base.updated({"fimTemplate": "<PRE> {prefix} <SUF>{suffix} <MID>"}).fim_template.startswith("<PRE>")
 
 
 @pytest.mark.parametrize("options, message", [
@@ -26,6 +27,8 @@ def test_options_override_defaults():
     ({"suffixTokens": -1}, "suffixTokens must be 0 or more"),
     ({"contextTokens": 0}, "contextTokens must be at least 1"),
     ({"cache": 1}, "initializationOptions.cache must be bool"),
+    ({"fimTemplate": "<PRE>{prefix}<MID>"}, r"fimTemplate .* needs \{prefix\} and \{suffix\} once each"),
+    ({"fimTemplate": 3}, "initializationOptions.fimTemplate must be str"),
     ([1], "must be a JSON object"),
 ])
 def test_bad_options_name_the_key(options, message):
