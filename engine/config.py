@@ -14,7 +14,8 @@ from typing import Any
 from .errors import ModelLoadError, UnsupportedModelError
 
 # model_type -> whether q/k/v projections carry a bias.
-_QKV_BIAS_DEFAULT = {"llama": False, "iquestcoder": False, "iquestloopcoder": False, "qwen2": True}
+_QKV_BIAS_DEFAULT = {"llama": False, "iquestcoder": False, "iquestloopcoder": False, "qwen2": True, "qwen3": False,
+                     "mistral": False}
 SUPPORTED_MODEL_TYPES = tuple(_QKV_BIAS_DEFAULT)
 
 
@@ -44,6 +45,8 @@ class ModelConfig:
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
     qkv_bias: bool = False
+    qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k, before RoPE
+    sliding_window: int | None = None  # Mistral v0.1: each token sees its last W keys (itself included)
     hidden_act: str = "silu"
     rope_scaling: RopeScaling | None = None
     # IQuestLoopCoder: how many times the layer stack runs, and the loop >= 2 window.
@@ -102,6 +105,8 @@ class ModelConfig:
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
             # Llama carries attention_bias (False in released checkpoints); Qwen2 always has bias.
             qkv_bias=bool(raw.get("attention_bias", _QKV_BIAS_DEFAULT[model_type])),
+            qk_norm=model_type == "qwen3",
+            sliding_window=_sliding_window(model_type, raw),
             hidden_act=str(raw.get("hidden_act", "silu")),
             rope_scaling=_parse_rope_scaling(raw.get("rope_scaling") or rope),
             loop_num=int(raw.get("loop_num", 2 if model_type == "iquestloopcoder" else 1)),
@@ -192,3 +197,14 @@ def _parse_rope_scaling(raw: Any) -> RopeScaling | None:
         high_freq_factor=float(raw.get("high_freq_factor", 4.0)),
         original_max_position_embeddings=int(raw.get("original_max_position_embeddings", 8192)),
     )
+
+
+def _sliding_window(model_type: str, raw: dict[str, Any]) -> int | None:
+    """Mistral's window (null or absent in Mistral 7B v0.2+ and Codestral: full attention).
+    Qwen configs carry a `sliding_window` too, used only with use_sliding_window (refused)."""
+    window = raw.get("sliding_window") if model_type == "mistral" else None
+    if window is None:
+        return None
+    if not isinstance(window, int) or window < 1:
+        raise ModelLoadError(f"model config has sliding_window={window!r}; expected a positive integer or null")
+    return window if window < int(raw.get("max_position_embeddings", 4096)) else None

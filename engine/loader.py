@@ -92,11 +92,14 @@ def load_model(
 ) -> Engine:
     """Load a model for the engine. `path=None` loads the embedded default model.
 
-    quant: "none", "int8" or "int4" weight-only quantization of the linear layers, "fp8"
-    (e4m3 weights and activations, for Ada/Hopper GPUs; see engine/quantization.py), or "auto": int4 with bfloat16 activations for a 4-5 bit GGUF
-    on a CPU with bfloat16 instructions, where it is 2-3x faster at no real loss (the
-    file's own grid is recovered), and no quantization otherwise. dtype=None picks
-    bfloat16 for quantized models and on GPUs, float32 otherwise.
+    quant: "none", "gguf" (a GGUF file's linear layers computed from its own blocks on the
+    CPU, kernels/gguf_linear.py), "int8" or "int4" weight-only quantization of the linear
+    layers, "fp8" (e4m3 weights and activations, for Ada/Hopper GPUs; see
+    engine/quantization.py), or "auto": "gguf" for a GGUF file on the CPU where the C
+    kernels are built, else int4 with bfloat16 activations for a 4-5 bit GGUF on a CPU with
+    bfloat16 instructions, and no quantization otherwise. dtype=None picks bfloat16 for
+    quantized models and on GPUs (beside GGUF blocks: where the CPU has bfloat16), float32
+    otherwise.
     """
     path = default_model_path() if path is None else Path(path)
     if quant == "gguf" and path.is_dir():

@@ -87,10 +87,11 @@ def quantized_linears(model: nn.Module, mode: str) -> dict[str, tuple[nn.Module,
     return found
 
 
-def quantized(w: torch.Tensor, name: str, mode: str, dtype: torch.dtype, layer: nn.Module) -> QuantLinear:
+def quantized(w: torch.Tensor | GGUFWeight, name: str, mode: str, dtype: torch.dtype, layer: nn.Module) -> nn.Module:
     """The quantized replacement of `layer` (named `name`) with weight w (N, K): its bias,
     and its all-reduce where it is row-parallel. Scales are per output row, so a rank's
-    shard quantizes the same whether cut before or after."""
+    shard quantizes the same whether cut before or after. In "gguf" mode a GGUF file's
+    blocks become a QuantLinear as they are, and a float weight a plain nn.Linear."""
     bias, tp = getattr(layer, "bias", None), getattr(layer, "tp", None) if getattr(layer, "row_parallel", False) else None
     if isinstance(w, GGUFWeight):
         return QuantLinear(w, bias, tp)

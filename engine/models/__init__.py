@@ -12,6 +12,8 @@ from .loopcoder import IQuestLoopCoderForCausalLM
 MODEL_REGISTRY: dict[str, type[LlamaForCausalLM]] = {
     "llama": LlamaForCausalLM,
     "qwen2": LlamaForCausalLM,
+    "qwen3": LlamaForCausalLM,
+    "mistral": LlamaForCausalLM,
     "iquestcoder": LlamaForCausalLM,
     "iquestloopcoder": IQuestLoopCoderForCausalLM,
 }
@@ -19,6 +21,8 @@ MODEL_REGISTRY: dict[str, type[LlamaForCausalLM]] = {
 ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "llama",
     "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "MistralForCausalLM": "mistral",
     "IQuestCoderForCausalLM": "iquestcoder",
     "IQuestLoopCoderForCausalLM": "iquestloopcoder",
 }

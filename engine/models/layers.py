@@ -167,6 +167,11 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=False)
         self.qkv_proj: nn.Module | None = None  # join_projections()
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+        if cfg.qk_norm:  # Qwen3
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+        self.qk_norm = cfg.qk_norm
+        self.window = cfg.sliding_window
 
     def join_projections(self) -> bool:
         if self.qkv_proj is not None:
@@ -189,6 +194,9 @@ class Attention(nn.Module):
             q = self.q_proj(x).view(T, self.num_heads, self.head_dim)
             k = self.k_proj(x).view(T, self.num_kv_heads, self.head_dim)
             v = self.v_proj(x).view(T, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q = self.q_norm(q.reshape(-1, self.head_dim)).view(T, self.num_heads, self.head_dim)
+            k = self.k_norm(k.reshape(-1, self.head_dim)).view(T, self.num_kv_heads, self.head_dim)
         cos, sin = self.rotary.tables(max(meta.context_lens), x.device)
         return rope_store(q, k, v, meta.positions, cos, sin, cache[0], cache[1], meta.slot_mapping)
 
@@ -198,7 +206,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
         q = self.project_store(x, meta, cache)
-        out = self.attend(q, cache, meta)  # (T, Hq, D)
+        out = self.attend(q, cache, meta, self.window)  # (T, Hq, D)
         return self.o_proj(out.flatten(1))
 
 

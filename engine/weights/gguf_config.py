@@ -21,7 +21,7 @@ from ..config import ModelConfig
 from ..errors import ModelLoadError, UnsupportedModelError
 
 # GGUF architecture -> HF `architectures` entry. The key doubles as our model_type.
-_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 
 def config_from_gguf(meta: Mapping[str, Any], tensors: Iterable[ReaderTensor]) -> ModelConfig:

@@ -2,9 +2,9 @@
 key/value metadata as plain Python values.
 
 What the metadata and tensors become is elsewhere in this folder: `gguf_config` builds a
-`ModelConfig`, `gguf_tensors` yields HF-named float32 tensors. Only the `llama` and `qwen2`
-GGUF architectures are read (SmolLM2, Llama, IQuestCoder and Qwen2.5-Coder as llama.cpp
-converts them).
+`ModelConfig`, `gguf_tensors` yields HF-named tensors. The `llama`, `qwen2` and `qwen3` GGUF
+architectures are read (SmolLM2, Llama, Mistral and Codestral, IQuestCoder, Qwen2.5-Coder and
+Qwen3 as llama.cpp converts them).
 """
 
 from __future__ import annotations

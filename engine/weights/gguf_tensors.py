@@ -42,6 +42,8 @@ _BLOCK_TENSORS = {
     "attn_k.weight": "self_attn.k_proj.weight",
     "attn_v.weight": "self_attn.v_proj.weight",
     "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q_norm.weight": "self_attn.q_norm.weight",  # qwen3
+    "attn_k_norm.weight": "self_attn.k_norm.weight",
     "attn_q.bias": "self_attn.q_proj.bias",
     "attn_k.bias": "self_attn.k_proj.bias",
     "attn_v.bias": "self_attn.v_proj.bias",
@@ -50,6 +52,7 @@ _BLOCK_TENSORS = {
     "ffn_down.weight": "mlp.down_proj.weight",
 }
 _QKV_BIASES = ("attn_q.bias", "attn_k.bias", "attn_v.bias")
+_QK_NORMS = ("attn_q_norm.weight", "attn_k_norm.weight")
 # Tensors that carry nothing the model needs as a weight:
 # - rope_freqs.weight: Llama 3 RoPE scaling, read by config_from_gguf instead.
 # - blk.N.attn_rot_embd.weight: a precomputed inv_freq table (old conversions); it follows
@@ -182,7 +185,7 @@ def _required_names(config: ModelConfig) -> set[str]:
     names = {"model.embed_tokens.weight", "model.norm.weight"}
     if not config.tie_word_embeddings:
         names.add("lm_head.weight")
-    block = [s for s in _BLOCK_TENSORS if s not in _QKV_BIASES or config.qkv_bias]
+    block = [s for s in _BLOCK_TENSORS if (s not in _QKV_BIASES or config.qkv_bias) and (s not in _QK_NORMS or config.qk_norm)]
     for i in range(config.num_hidden_layers):
         names.update(f"model.layers.{i}.{_BLOCK_TENSORS[s]}" for s in block)
     return names
@@ -203,6 +206,8 @@ def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
         "k_proj.weight": (kv_rows, h),
         "v_proj.weight": (kv_rows, h),
         "o_proj.weight": (h, q_rows),
+        "q_norm.weight": (c.head_dim,),
+        "k_norm.weight": (c.head_dim,),
         "q_proj.bias": (q_rows,),
         "k_proj.bias": (kv_rows,),
         "v_proj.bias": (kv_rows,),

@@ -18,12 +18,13 @@ TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_lay
 
 def hf_model(kind: str, **extra):
     torch.manual_seed(0)
-    if kind == "llama":
-        cfg = transformers.LlamaConfig(**TINY, **extra)
-        model = transformers.LlamaForCausalLM(cfg)
-    else:
-        cfg = transformers.Qwen2Config(**TINY, **extra)
-        model = transformers.Qwen2ForCausalLM(cfg)
+    config_class, model_class = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }[kind]
+    model = model_class(config_class(**TINY, **extra))
     with torch.no_grad():  # HF initialises biases to zero: make them count
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
@@ -45,6 +46,12 @@ def ours_from_hf(model) -> Engine:
         ("llama", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}),
         ("qwen2", {}),
+        # Qwen3: q/k RMSNorm per head, an explicit head_dim that is not hidden / heads.
+        ("qwen3", {"head_dim": 32}),
+        ("qwen3", {"tie_word_embeddings": True}),
+        # Mistral: Codestral and v0.3 attend to everything; v0.1 to a sliding window.
+        ("mistral", {"sliding_window": None}),
+        ("mistral", {"sliding_window": 8}),
     ],
 )
 def test_tiny_dense_matches_hf(kind, extra):

@@ -53,6 +53,8 @@ def state_dict(arch: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray]:
         if arch == "qwen2":
             sd |= {p + "self_attn.q_proj.bias": r(q), p + "self_attn.k_proj.bias": r(kv),
                    p + "self_attn.v_proj.bias": r(kv)}
+        if arch == "qwen3":
+            sd |= {p + "self_attn.q_norm.weight": 1 + r(DIMS["head_dim"]), p + "self_attn.k_norm.weight": 1 + r(DIMS["head_dim"])}
     return sd
 
 
@@ -69,6 +71,8 @@ def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, r
     w.add_head_count_kv(DIMS["kv_heads"])
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
+    w.add_key_length(DIMS["head_dim"])
+    w.add_value_length(DIMS["head_dim"])
     w.add_tokenizer_model("gpt2")
     w.add_token_list(TOKENS)
     w.add_token_types([1] * len(TOKENS))
@@ -114,7 +118,7 @@ def gguf_layers(engine) -> dict[str, G.GGUFWeight]:
 
 
 @pytest.mark.parametrize("kind", TYPES)
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
 def test_blocks_compute_the_files_weights(tmp_path, arch, kind):
     path = write(tmp_path / "m.gguf", arch, {"*": kind, "token_embd": "F32", "output": "Q8_0"})
     floats, _ = logits_of(path, "none")
@@ -129,6 +133,30 @@ def test_blocks_compute_the_files_weights(tmp_path, arch, kind):
     top2 = floats.topk(2, dim=-1).values
     clear = top2[:, 0] - top2[:, 1] > 0.1  # a random model has near-ties; where it does not, the argmax holds
     assert torch.equal(blocks.argmax(-1)[clear], floats.argmax(-1)[clear])
+
+
+def test_qwen3_gguf_matches_transformers(tmp_path):
+    """A qwen3 GGUF (q/k norms, rows not permuted) read as float32 equals HF's Qwen3 on the
+    same values: names, shapes and the norms' place before RoPE."""
+    transformers = pytest.importorskip("transformers")
+    from loopcoder.engine.weights.gguf_file import open_gguf
+
+    path = write(tmp_path / "q3.gguf", "qwen3", {"*": "F32"})
+    ours = load_model(path, quant="none", dtype=torch.float32)
+    cfg = ours.model_config
+    hf = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
+        rms_norm_eps=cfg.rms_norm_eps, max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings)).eval()
+    reader = open_gguf(path)
+    from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors
+
+    hf.load_state_dict(dict(iter_gguf_tensors(reader, cfg)), strict=True)
+    with torch.no_grad():
+        expected = hf(torch.tensor([IDS])).logits[0]
+    torch.testing.assert_close(ours.logits(IDS), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_the_files_bytes_are_kept(tmp_path):
