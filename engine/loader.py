@@ -165,16 +165,18 @@ CPU_BF16_FLAGS = "avx512_bf16 or AMX"
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively; LOOPCODER_CPU_BF16=0 or 1 overrides what
-    /proc/cpuinfo says (a VM that hides the flags, or a run that must behave like another machine)."""
+    """Whether this CPU computes bfloat16 natively (avx512_bf16 or AMX), as torch's cpuinfo
+    reads it on any OS; LOOPCODER_CPU_BF16=0 or 1 overrides it (a VM that hides the flags,
+    or a run that must behave like another machine)."""
     forced = os.environ.get("LOOPCODER_CPU_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
     if forced:
         raise ModelLoadError(f"LOOPCODER_CPU_BF16={forced!r}: use 0 or 1")
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        return "bf16" in Path("/proc/cpuinfo").read_text() or "AMX" in torch.backends.cpu.get_cpu_capability()
-    except OSError:
+        return any(probe() for probe in probes if probe is not None)
+    except RuntimeError:
         return False
 
 

@@ -1,7 +1,7 @@
 /* One decode-attention task of decode_cpu.c, compiled once per instruction set and head
  * size: BODY_NAME(x) names its functions, DIM is the head size (a constant, 64 or 128,
- * so the loops over it unroll without peeling, or `a->d`), DOT(q, k, d) the instruction
- * set's dot product. Plain loops elsewhere: `omp simd` lets GCC vectorize them, and exp
+ * so the loops over it unroll without peeling, or `a->d`), DOT4(q, k[4], d, out[4]) the
+ * instruction set's dot products of q with four keys. Plain loops elsewhere: `omp simd` lets GCC vectorize them, and exp
  * is a polynomial (Cephes' expf) that vectorizes where libm's would not. */
 
 /* exp(x) for x <= 0 (a score minus the maximum): relative error about 1e-7. */
@@ -36,16 +36,6 @@ static inline const float *BODY_NAME(row)(const void *base, int bf16, int64_t at
     return buf;
 }
 
-/* Prefetch the row of key `pos` (blocks are scattered: the hardware cannot guess the next). */
-static inline void BODY_NAME(prefetch)(const args_t *a, const int64_t *table, const void *cache, int64_t pos,
-                                       int64_t head, int64_t d) {
-#ifdef __GNUC__
-    const int64_t esize = a->bf16 ? 2 : 4, slot = table[pos / a->bs] * a->bs + pos % a->bs;
-    const char *row = (const char *)cache + (slot * a->hkv + head) * d * esize;
-    for (int64_t at = 0; at < d * esize; at += 64) __builtin_prefetch(row + at, 0, 3);
-#endif
-}
-
 static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, float *l_out, float *acc) {
     const int64_t rep = a->hq / a->hkv, d = DIM, n = t->hi - t->lo;
     const int64_t *table = a->tables + t->seq * a->max_blocks;
@@ -54,15 +44,27 @@ static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, floa
         const float *src = BODY_NAME(row)(a->q, a->bf16, (t->seq * a->hq + t->head * rep + r) * d, d, buf);
         for (int64_t i = 0; i < d; i++) qf[r][i] = src[i] * a->scale;
     }
-    /* Keys walk their blocks: the block and the offset in it move with the key, no division. */
+    /* Keys walk their blocks (the block and the offset in it move with the key, no division),
+     * four at a time: each query head's dot products with the four are one DOT4. */
+    float kbuf[4][DIM], vbuf[4][DIM];
+    const float *kv[4];
     int64_t block = t->lo / a->bs, offset = t->lo % a->bs;
-    for (int64_t j = 0; j < n; j++) {
-        const int64_t slot = table[block] * a->bs + offset;
-        if (++offset == a->bs) offset = 0, block++;
-        if (j + PREFETCH_KEYS < n && offset == 0)  /* entering a block: fetch the next one's first keys */
-            for (int64_t p = 0; p < PREFETCH_KEYS; p++) BODY_NAME(prefetch)(a, table, a->k, t->lo + j + 1 + p, t->head, d);
-        const float *k = BODY_NAME(row)(a->k, a->bf16, (slot * a->hkv + t->head) * d, d, buf);
-        for (int64_t r = 0; r < rep; r++) s[r][j] = DOT(qf[r], k, d);
+    for (int64_t j = 0; j < n; j += 4) {
+        const int64_t m = n - j < 4 ? n - j : 4;
+        for (int64_t u = 0; u < 4; u++) {
+            if (u < m) {
+                const int64_t slot = table[block] * a->bs + offset;
+                if (++offset == a->bs) offset = 0, block++;
+                kv[u] = BODY_NAME(row)(a->k, a->bf16, (slot * a->hkv + t->head) * d, d, kbuf[u]);
+            } else {
+                kv[u] = kv[0];  /* scored, never kept */
+            }
+        }
+        for (int64_t r = 0; r < rep; r++) {
+            float four[4];
+            DOT4(qf[r], kv, d, four);
+            for (int64_t u = 0; u < m; u++) s[r][j + u] = four[u];
+        }
     }
     for (int64_t r = 0; r < rep; r++) {
         float top = -INFINITY, total = 0.0f;
@@ -80,7 +82,6 @@ static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, floa
     memset(acc, 0, sizeof(float) * (size_t)(rep * d));
     /* V four keys at a time: each output row is loaded and stored once per four keys, so
      * consecutive keys do not wait on each other's store. */
-    float vbuf[4][DIM];
     const float *v[4];
     block = t->lo / a->bs, offset = t->lo % a->bs;
     for (int64_t j = 0; j < n; j += 4) {

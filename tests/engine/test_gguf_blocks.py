@@ -226,3 +226,17 @@ def test_a_type_nobody_reads_fails_before_any_weight(tmp_path):
     bad = write(tmp_path / "bad.gguf", "llama", {"*": "Q4_0"}, raw={"blk.1.attn_q.weight": (data, gguf.GGMLQuantizationType.Q8_1)})
     with pytest.raises(UnsupportedModelError, match=r"'blk\.1\.attn_q\.weight' has type Q8_1.*reads .*Q4_K"):
         load_model(bad, quant="gguf")
+
+
+def test_bf16_detection_asks_torch_not_proc_cpuinfo(monkeypatch):
+    """torch's cpuinfo answers on Linux, macOS and Windows alike; the variable still overrides it."""
+    monkeypatch.delenv("LOOPCODER_CPU_BF16", raising=False)
+    for avx512_bf16, amx, want in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert loader.cpu_has_bf16() is want
+    monkeypatch.setenv("LOOPCODER_CPU_BF16", "1")
+    assert loader.cpu_has_bf16() is True
+    monkeypatch.setenv("LOOPCODER_CPU_BF16", "yes")
+    with pytest.raises(ModelLoadError, match="use 0 or 1"):
+        loader.cpu_has_bf16()
