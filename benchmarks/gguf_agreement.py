@@ -49,7 +49,16 @@ def code_ids(engine, positions: int) -> list[list[int]]:
     return out
 
 
-def llama_logits(path: Path, windows: list[list[int]], n_ctx: int) -> list[np.ndarray]:
+def have_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def llama_logits(path: Path, windows: list[list[int]], n_ctx: int) -> list[np.ndarray] | None:
+    """llama.cpp's logits of every position, or None where llama-cpp-python is not installed."""
+    if not have_llama_cpp():
+        return None
     import llama_cpp
 
     llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=torch.get_num_threads())
@@ -74,8 +83,11 @@ def ours(path: Path, quant: str, windows: list[list[int]], decode: bool = False)
     return out
 
 
-def compare(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
-    """(top-1 agreement over every position, median over positions of |a - b| / |b|)."""
+def compare(a: list[np.ndarray], b: list[np.ndarray] | None) -> tuple[float, float]:
+    """(top-1 agreement over every position, median over positions of |a - b| / |b|); NaN
+    without b (no llama.cpp)."""
+    if b is None:
+        return float("nan"), float("nan")
     top = np.concatenate([x.argmax(-1) == y.argmax(-1) for x, y in zip(a, b)])
     err = np.concatenate([np.linalg.norm(x - y, axis=-1) / np.linalg.norm(y, axis=-1) for x, y in zip(a, b)])
     return float(top.mean()), float(np.median(err))
@@ -91,20 +103,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--positions", type=int, default=128, help="tokens per window (5 windows a file)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--types", default=",".join(GGUF_TYPES), help="the GGUF types of the random models, comma-separated")
+    p.add_argument("--windows", type=int, default=5, help="windows of --positions tokens a file")
+    p.add_argument("--no-default", action="store_true", help="leave out the embedded default model")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        files = [("default (Q4_1, Q8_0 head)", default_model_path(), "code")]
-        files += [(f"random llama, {kind}", random_model_file(kind, Path(tmp)), "random") for kind in GGUF_TYPES]
+        files = [] if args.no_default else [("default (Q4_1, Q8_0 head)", default_model_path(), "code")]
+        kinds = [k for k in args.types.split(",") if k]
+        unknown = sorted(set(kinds) - set(GGUF_TYPES))
+        if unknown:
+            p.error(f"--types: {', '.join(unknown)} not among {', '.join(GGUF_TYPES)}")
+        files += [(f"random llama, {kind}", random_model_file(kind, Path(tmp)), "random") for kind in kinds]
+        if not have_llama_cpp():
+            print("llama-cpp-python is not installed (make bench-peers): its columns stay empty", flush=True)
         for label, path, source in files:
             if source == "code":
-                windows = code_ids(load_model(path, quant="none", dtype=torch.float32), args.positions)
+                windows = code_ids(load_model(path, quant="none", dtype=torch.float32), args.positions)[: args.windows]
             else:
                 rng = np.random.default_rng(0)
-                windows = [rng.integers(5, 64, size=min(args.positions, 200)).tolist() for _ in range(5)]
+                windows = [rng.integers(5, 64, size=min(args.positions, 200)).tolist() for _ in range(args.windows)]
             gguf = ours(path, "gguf", windows, decode=True)
             exact = ours(path, "none", windows)
             peer = llama_logits(path, windows, n_ctx=max(map(len, windows)) + 8)
@@ -115,14 +136,19 @@ def main() -> None:
                              top1_vs_float=top_exact, err_vs_float=err_exact, float_top1_vs_llama=top_peer_exact,
                              float_err_vs_llama=err_peer_exact, prefill_top1_vs_float=top_prefill,
                              prefill_err_vs_float=err_prefill))
-            print(f"[{time.perf_counter() - started:6.1f} s] {label}: top-1 vs llama.cpp {top_peer:.2%}", flush=True)
+            print(f"[{time.perf_counter() - started:6.1f} s] {label}: top-1 vs llama.cpp {top_peer:.2%}, "
+                  f"vs float32 {top_exact:.2%}", flush=True)
     header = ("| file | positions | decode: top-1 = llama.cpp | decode: logit error vs llama.cpp | decode: top-1 = float32 "
               "of the blocks | decode: logit error vs float32 | prefill rows vs float32: top-1, error | "
               "float32 of the blocks vs llama.cpp: top-1, error |\n|---|---|---|---|---|---|---|---|")
+    def pct(x: float, digits: int) -> str:
+        return "n/a" if x != x else f"{x:.{digits}%}"  # NaN: no llama.cpp
+
     lines = [header] + [
-        f"| {r['file']} | {r['positions']} | {r['top1_vs_llama']:.1%} | {r['err_vs_llama']:.2%} | {r['top1_vs_float']:.1%} | "
-        f"{r['err_vs_float']:.2%} | {r['prefill_top1_vs_float']:.1%}, {r['prefill_err_vs_float']:.2%} | "
-        f"{r['float_top1_vs_llama']:.1%}, {r['float_err_vs_llama']:.2%} |" for r in rows]
+        f"| {r['file']} | {r['positions']} | {pct(r['top1_vs_llama'], 1)} | {pct(r['err_vs_llama'], 2)} | "
+        f"{pct(r['top1_vs_float'], 1)} | {pct(r['err_vs_float'], 2)} | {pct(r['prefill_top1_vs_float'], 1)}, "
+        f"{pct(r['prefill_err_vs_float'], 2)} | {pct(r['float_top1_vs_llama'], 1)}, {pct(r['float_err_vs_llama'], 2)} |"
+        for r in rows]
     table = "\n".join(lines)
     print(f"\n{cpu_kernel_status()}; {args.threads} threads\n\n{table}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +165,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 3.5))
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, [100 * r["top1_vs_llama"] for r in rows], 0.4, label="top-1 = llama.cpp")
+    ax.bar(x - 0.2, [0 if r["top1_vs_llama"] != r["top1_vs_llama"] else 100 * r["top1_vs_llama"] for r in rows], 0.4,
+           label="top-1 = llama.cpp")
     ax.bar(x + 0.2, [100 * r["top1_vs_float"] for r in rows], 0.4, label="top-1 = float32 of the blocks")
     ax.axhline(98, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, [r["file"].replace("random llama, ", "") for r in rows], rotation=20, fontsize=8)
