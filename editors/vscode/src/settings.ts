@@ -26,7 +26,7 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
   socket: { type: 'string', nullable: true },
   device: { type: 'string', nullable: false },
   dtype: { type: 'string', nullable: false, choices: ['auto', 'float32', 'bfloat16', 'float16'] },
-  quant: { type: 'string', nullable: false, choices: ['auto', 'none', 'int8', 'int4', 'fp8'] },
+  quant: { type: 'string', nullable: false, choices: ['auto', 'none', 'gguf', 'int8', 'int4', 'fp8'] },
   maxTokens: { type: 'integer', min: 1 },
   suffixTokens: { type: 'integer', min: 0 },
   contextTokens: { type: 'integer', min: 1 },
@@ -34,6 +34,7 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
   temperature: { type: 'number', min: 0 },
   prewarm: { type: 'boolean' },
   cache: { type: 'boolean' },
+  fimTemplate: { type: 'string', nullable: true },
 };
 
 /** Where the language server comes from: a process the extension starts, or one already listening on TCP. */

@@ -51,7 +51,7 @@ describe('settings', () => {
     throwsSettings({ maxTokens: 2.5 }, /loopcoder\.maxTokens must be an integer/);
     throwsSettings({ temperature: -1 }, /loopcoder\.temperature must be a number >= 0/);
     throwsSettings({ prewarm: 'yes' }, /loopcoder\.prewarm must be true or false/);
-    throwsSettings({ quant: 'int3' }, /loopcoder\.quant must be one of auto, none, int8, int4, fp8, not "int3"/);
+    throwsSettings({ quant: 'int3' }, /loopcoder\.quant must be one of auto, none, gguf, int8, int4, fp8, not "int3"/);
     throwsSettings({ backend: 'openai' }, /loopcoder\.backend "openai" needs loopcoder\.url/);
     throwsSettings({ 'server.path': '' }, /loopcoder\.server\.path must be the loopcoder executable/);
     throwsSettings({ 'server.args': 'lsp --tcp' }, /loopcoder\.server\.args must be a list of strings/);

@@ -20,12 +20,12 @@ local SERVER_KEYS = {
   model = 'string?', backend = 'string', url = 'string?', apiKey = 'string?', tokenizer = 'string?',
   threads = 'integer', socket = 'string?', device = 'string', dtype = 'string', quant = 'string',
   maxTokens = 'integer', suffixTokens = 'integer', contextTokens = 'integer', actionTokens = 'integer',
-  temperature = 'number', prewarm = 'boolean', cache = 'boolean',
+  temperature = 'number', prewarm = 'boolean', cache = 'boolean', fimTemplate = 'string?',
 }
 local CHOICES = {
   backend = { 'local', 'inprocess', 'openai', 'tgi' },
   dtype = { 'auto', 'float32', 'bfloat16', 'float16' },
-  quant = { 'auto', 'none', 'int8', 'int4', 'fp8' },
+  quant = { 'auto', 'none', 'gguf', 'int8', 'int4', 'fp8' },
 }
 local INLINE = { auto = true, native = true, extmark = true }
 
