@@ -36,6 +36,23 @@ static inline const float *BODY_NAME(row)(const void *base, int bf16, int64_t at
     return buf;
 }
 
+/* The next four (or the last m < 4) rows of the chunk's keys or values, walking their
+ * blocks (the block and the offset in it move with the key, no division). Rows past m
+ * repeat row 0: scored or weighted by 0, never kept. */
+static inline void BODY_NAME(gather4)(const args_t *a, const int64_t *table, const void *base, int64_t head,
+                                      int64_t m, int64_t *block, int64_t *offset, float buf[4][DIM],
+                                      const float *rows[4]) {
+    for (int64_t u = 0; u < 4; u++) {
+        if (u < m) {
+            const int64_t slot = table[*block] * a->bs + *offset;
+            if (++*offset == a->bs) *offset = 0, ++*block;
+            rows[u] = BODY_NAME(row)(base, a->bf16, (slot * a->hkv + head) * DIM, DIM, buf[u]);
+        } else {
+            rows[u] = rows[0];
+        }
+    }
+}
+
 static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, float *l_out, float *acc) {
     const int64_t rep = a->hq / a->hkv, d = DIM, n = t->hi - t->lo;
     const int64_t *table = a->tables + t->seq * a->max_blocks;
@@ -44,22 +61,13 @@ static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, floa
         const float *src = BODY_NAME(row)(a->q, a->bf16, (t->seq * a->hq + t->head * rep + r) * d, d, buf);
         for (int64_t i = 0; i < d; i++) qf[r][i] = src[i] * a->scale;
     }
-    /* Keys walk their blocks (the block and the offset in it move with the key, no division),
-     * four at a time: each query head's dot products with the four are one DOT4. */
+    /* Keys four at a time: each query head's dot products with the four are one DOT4. */
     float kbuf[4][DIM], vbuf[4][DIM];
     const float *kv[4];
     int64_t block = t->lo / a->bs, offset = t->lo % a->bs;
     for (int64_t j = 0; j < n; j += 4) {
         const int64_t m = n - j < 4 ? n - j : 4;
-        for (int64_t u = 0; u < 4; u++) {
-            if (u < m) {
-                const int64_t slot = table[block] * a->bs + offset;
-                if (++offset == a->bs) offset = 0, block++;
-                kv[u] = BODY_NAME(row)(a->k, a->bf16, (slot * a->hkv + t->head) * d, d, kbuf[u]);
-            } else {
-                kv[u] = kv[0];  /* scored, never kept */
-            }
-        }
+        BODY_NAME(gather4)(a, table, a->k, t->head, m, &block, &offset, kbuf, kv);
         for (int64_t r = 0; r < rep; r++) {
             float four[4];
             DOT4(qf[r], kv, d, four);
@@ -86,15 +94,7 @@ static void BODY_NAME(task)(const args_t *a, const task_t *t, float *m_out, floa
     block = t->lo / a->bs, offset = t->lo % a->bs;
     for (int64_t j = 0; j < n; j += 4) {
         const int64_t m = n - j < 4 ? n - j : 4;
-        for (int64_t u = 0; u < 4; u++) {
-            if (u < m) {
-                const int64_t slot = table[block] * a->bs + offset;
-                if (++offset == a->bs) offset = 0, block++;
-                v[u] = BODY_NAME(row)(a->v, a->bf16, (slot * a->hkv + t->head) * d, d, vbuf[u]);
-            } else {
-                v[u] = v[0];  /* read, weighted by 0 */
-            }
-        }
+        BODY_NAME(gather4)(a, table, a->v, t->head, m, &block, &offset, vbuf, v);
         for (int64_t r = 0; r < rep; r++) {
             const float p0 = s[r][j], p1 = m > 1 ? s[r][j + 1] : 0.0f, p2 = m > 2 ? s[r][j + 2] : 0.0f,
                         p3 = m > 3 ? s[r][j + 3] : 0.0f;

@@ -260,9 +260,21 @@ PIECE = st.one_of(HEADER, EOLS, st.binary(max_size=200), st.sampled_from([b"{", 
 @given(pieces=st.lists(PIECE, max_size=8))
 def test_fuzz_framing_garbage_then_a_request(server, pieces):
     process, client = server
-    client.send(b"".join(pieces))
-    _hover_answered(client)
+    garbage = b"".join(pieces)
+    _SENT.append(garbage)
+    client.send(garbage)
+    try:
+        _hover_answered(client)
+    except AssertionError as failure:
+        # The server is shared by every example, so a failure may need the examples before it
+        # too: all of them, oldest first, with the server's last words, make it replayable.
+        sent = "\n".join(repr(b) for b in _SENT)
+        raise AssertionError(f"{failure}\ngarbage sent to this server so far, oldest first:\n{sent}\n"
+                             f"server stderr (last 40 lines):\n" + "\n".join(process.stderr_lines[-40:])) from None
     assert process.alive()
+
+
+_SENT: list[bytes] = []  # every example's garbage, in order (one server for the module)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
