@@ -49,6 +49,8 @@ class ModelRunner:
             # One matmul for q/k/v and one for gate/up: fewer launches and weight streams per
             # layer (on the CPU, fewer calls into the GGUF kernel).
             join_projections(model)
+        if self.device.type == "cpu" and has_gguf_layers(model):
+            log.info("CPU decode step: %s", model.prepare_cpu_decoder())
         self.graphs: StepGraphs | None = None  # set by use_cuda_graphs
 
     def use_cuda_graphs(self, kv: KVCache, scratch_block: int, max_context: int) -> None:

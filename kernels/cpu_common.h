@@ -85,4 +85,15 @@ static PyObject *create_module(struct PyModuleDef *def, int vnni, int abi) {
     return mod;
 }
 
+/* A capsule `api` on the module, holding `api` under `name` for other C extensions; 0 on error. */
+static inline int add_capsule(PyObject *mod, void *api, const char *name) {
+    PyObject *capsule = PyCapsule_New(api, name, NULL);
+    if (!capsule) return 0;
+    if (PyModule_AddObject(mod, "api", capsule) < 0) {
+        Py_DECREF(capsule);
+        return 0;
+    }
+    return 1;
+}
+
 #endif

@@ -17,6 +17,7 @@
  *   matmul(type, w, n, k, x, x_bf16, m, out, out_bf16, threads)  out (m, n) = x (m, k) @ w.T
  *   dequantize(type, w, n, k, out, threads)                       out (n, k) float32
  *   isa() -> str, set_isa(str) -> str, supported_isas() -> tuple
+ * and, for other C extensions (kernels/decoder_cpu.c), the capsule `api` (gguf_cpu_api.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +32,7 @@
 #endif
 
 #include "cpu_common.h"
+#include "gguf_cpu_api.h"
 
 #define ABI_VERSION 1
 
@@ -295,7 +297,7 @@ static rows_fn pick_rows(void) {
 #define ROW_TILE 16
 
 static int run_matmul(int type, const uint8_t *w, int64_t n, int64_t k, const void *x, int x_bf16, int64_t m,
-                      void *out, int out_bf16, int threads) {
+                      void *out, int out_bf16, int64_t ldo, int threads) {
     type_info info;
     type_lookup(type, &info);
     int64_t row_bytes = k / info.block_elems * info.block_bytes;
@@ -308,7 +310,7 @@ static int run_matmul(int type, const uint8_t *w, int64_t n, int64_t k, const vo
 #endif
     for (int64_t t = 0; t < tiles; t++) {
         int64_t n0 = t * ROW_TILE, n1 = n0 + ROW_TILE < n ? n0 + ROW_TILE : n;
-        fn(type, w, row_bytes, n0, n1, k, &a, m, out, out_bf16, n);
+        fn(type, w, row_bytes, n0, n1, k, &a, m, out, out_bf16, ldo);
     }
     (void)threads;
     free_acts(&a);
@@ -366,7 +368,7 @@ static PyObject *py_matmul(PyObject *self, PyObject *args) {
     int ok;
     Py_BEGIN_ALLOW_THREADS
     ok = run_matmul(type, (const uint8_t *)(uintptr_t)w, n, k, (const void *)(uintptr_t)x, x_bf16, m,
-                    (void *)(uintptr_t)out, out_bf16, threads < 1 ? 1 : threads);
+                    (void *)(uintptr_t)out, out_bf16, n, threads < 1 ? 1 : threads);
     Py_END_ALLOW_THREADS
     if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
@@ -393,4 +395,17 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gguf_cpu", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__gguf_cpu(void) { return create_module(&module, 1, ABI_VERSION); }
+static int known_type(int type, int *block_elems) {
+    type_info info;
+    int ok = type_lookup(type, &info);
+    *block_elems = info.block_elems;
+    return ok;
+}
+
+static const gguf_cpu_api api = {run_matmul, known_type};
+
+PyMODINIT_FUNC PyInit__gguf_cpu(void) {
+    PyObject *mod = create_module(&module, 1, ABI_VERSION);
+    if (mod && !add_capsule(mod, (void *)&api, GGUF_CPU_API_NAME)) Py_CLEAR(mod);
+    return mod;
+}

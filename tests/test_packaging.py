@@ -42,8 +42,9 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     assert "loopcoder/lsp/server/sync.py" in names and "loopcoder/lsp/server.py" not in names
     assert "loopcoder/lsp/cli/__main__.py" in names and "loopcoder/lsp/cli.py" not in names
     assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
-    # The GGUF CPU kernel, compiled from kernels/gguf_cpu.c (this machine has a compiler).
-    assert any(n.startswith("loopcoder/kernels/_gguf_cpu") for n in names)
+    # The CPU kernels, compiled from kernels/*.c (this machine has a compiler).
+    for ext in ("kernels/_gguf_cpu", "kernels/attention/_decode_cpu", "kernels/_decoder_cpu"):
+        assert any(n.startswith(f"loopcoder/{ext}") for n in names), ext
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True)

@@ -11,9 +11,14 @@ import torch
 from torch import nn
 
 from loopcoder.kernels.attention import AttentionMetadata
+from loopcoder.kernels.decoder_cpu import (CpuDecoder, DecoderLayerWeights, DecoderShape, Projection, decoder_blocker,
+                                           decoder_step_blocker)
+from loopcoder.kernels.dispatch import kernel_mode
+from loopcoder.kernels.gguf_linear import GGUFWeight
 
 from ..config import ModelConfig
 from ..errors import ModelLoadError
+from ..quantization import QuantLinear
 from .layers import DecoderLayer, RMSNorm
 
 # Buffers some exports write next to the weights; they are recomputed from the config.
@@ -39,13 +44,78 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        self.cpu_decoder: CpuDecoder | None = None  # prepare_cpu_decoder()
+        self.cpu_decoder_status = "not prepared"
 
     def forward(self, input_ids: torch.Tensor, meta: AttentionMetadata, kv: "KVCacheLike") -> torch.Tensor:
         """input_ids: (T,) -> final hidden states (T, hidden), K/V written to `kv`."""
         h = self.model.embed_tokens(input_ids)
+        stepped = self._decode_step_in_c(h, meta, kv)
+        if stepped is not None:
+            return self.model.norm(stepped.to(h.dtype))
         for i, layer in enumerate(self.model.layers):
             h = layer(h, meta, kv.layer(i))
         return self.model.norm(h)
+
+    # -- the CPU decode step (kernels/decoder_cpu.py) ---------------------------------
+
+    def prepare_cpu_decoder(self) -> str:
+        """Run decode steps through the C step of every layer where this model's layers allow
+        it (call after loading, quantizing and joining: the plan points at the weights as they
+        are then). Returns, and keeps in `cpu_decoder_status`, whether it runs or why not."""
+        self.cpu_decoder = None
+        layers = self._decoder_layer_weights()
+        if isinstance(layers, str):
+            self.cpu_decoder_status = f"off: {layers}"
+            return self.cpu_decoder_status
+        cfg = self.config
+        shape = DecoderShape(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim,
+                             cfg.intermediate_size, cfg.rms_norm_eps)
+        reason = decoder_blocker(shape, layers)
+        if reason is None:
+            self.cpu_decoder = CpuDecoder(shape, layers)
+        self.cpu_decoder_status = "every layer in one C call" if reason is None else f"off: {reason}"
+        return self.cpu_decoder_status
+
+    def _decoder_layer_weights(self) -> list[DecoderLayerWeights] | str:
+        def projection(module: nn.Module, name: str) -> Projection | str:
+            if not (isinstance(module, QuantLinear) and isinstance(module.weight_q, GGUFWeight) and module.tp is None):
+                return f"{name} is not GGUF blocks"
+            return Projection(module.weight_q, module.bias)
+
+        def joined_or_not(owner: nn.Module, joined: str, parts: tuple[str, ...]) -> tuple[Projection, ...] | str:
+            names = (joined,) if getattr(owner, joined, None) is not None else parts
+            found = tuple(projection(getattr(owner, n), n) for n in names)
+            bad = [p for p in found if isinstance(p, str)]
+            return bad[0] if bad else found
+
+        out = []
+        for layer in self.model.layers:
+            if type(layer) is not DecoderLayer:
+                return f"its layers are {type(layer).__name__}"
+            attn, mlp = layer.self_attn, layer.mlp
+            qkv = joined_or_not(attn, "qkv_proj", ("q_proj", "k_proj", "v_proj"))
+            gate_up = joined_or_not(mlp, "gate_up_proj", ("gate_proj", "up_proj"))
+            o, down = projection(attn.o_proj, "o_proj"), projection(mlp.down_proj, "down_proj")
+            for part in (qkv, gate_up, o, down):
+                if isinstance(part, str):
+                    return part
+            out.append(DecoderLayerWeights(
+                input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight, qkv=qkv, o=o,
+                gate_up=gate_up, down=down, q_norm=attn.q_norm.weight if attn.qk_norm else None,
+                k_norm=attn.k_norm.weight if attn.qk_norm else None, window=attn.window))
+        return out
+
+    def _decode_step_in_c(self, h: torch.Tensor, meta: AttentionMetadata, kv: "KVCacheLike") -> torch.Tensor | None:
+        """The last layer's output of a decode step run in C, or None where it runs layer by layer."""
+        decoder = self.cpu_decoder
+        if decoder is None or h.device.type != "cpu" or kernel_mode() != "auto":
+            return None
+        caches = [kv.layer(i) for i in range(len(self.model.layers))]
+        cos, sin = self.model.layers[0].self_attn.rotary.tables(max(meta.context_lens), h.device)
+        if decoder_step_blocker(decoder, h, meta, caches, cos) is not None:
+            return None
+        return decoder.run(h, meta, caches, cos, sin)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (n, hidden) -> float32 logits (n, vocab)."""

@@ -77,6 +77,11 @@ class IQuestLoopCoderForCausalLM(LlamaForCausalLM):
                 h = loop_layer_forward(layer, layer.gate_projection, h, meta, kv.layer(i), local, cfg.loop_window_size)
         return self.model.norm(h)
 
+    def prepare_cpu_decoder(self) -> str:
+        self.cpu_decoder = None
+        self.cpu_decoder_status = "off: the Loop model's second pass (a gated pair of attentions) runs layer by layer"
+        return self.cpu_decoder_status
+
     def checkpoint_name(self, name: str) -> str:
         legacy = _LEGACY_GATE.match(name)
         if legacy:

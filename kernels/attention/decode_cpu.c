@@ -14,6 +14,7 @@
  * Python: decode(q, k, v, out, tables, positions, nseq, hq, hkv, d, block_size, max_blocks,
  *                window, scale, bf16, threads)        every pointer from a contiguous tensor
  *         isa() -> str, set_isa(str) -> str, supported_isas() -> tuple
+ * C: the capsule `api` (decode_cpu_api.h), for kernels/decoder_cpu.c
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,14 +30,7 @@
 #define CHUNK 256      /* keys per task */
 #define MAX_REP 64     /* query heads per KV head */
 
-typedef struct {
-    const void *q, *k, *v;
-    void *out;
-    const int64_t *tables, *positions;
-    int64_t nseq, hq, hkv, d, bs, max_blocks, window;
-    float scale;
-    int bf16;
-} args_t;
+#include "decode_cpu_api.h"  /* args_t */
 
 typedef struct {
     int64_t seq, head, lo, hi;  /* KV head `head` of sequence `seq`, keys [lo, hi) */
@@ -249,4 +243,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode_cpu", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__decode_cpu(void) { return create_module(&module, 0, ABI_VERSION); }
+static const decode_cpu_api api = {run};
+
+PyMODINIT_FUNC PyInit__decode_cpu(void) {
+    PyObject *mod = create_module(&module, 0, ABI_VERSION);
+    if (mod && !add_capsule(mod, (void *)&api, DECODE_CPU_API_NAME)) Py_CLEAR(mod);
+    return mod;
+}

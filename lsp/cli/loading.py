@@ -122,6 +122,9 @@ def cpu_kernel_rows(engine: Any) -> list[tuple[str, str]]:
     if not str(engine.config.device).startswith("cpu"):
         return []
     from loopcoder.kernels.attention.cpu import cpu_attention_status
+    from loopcoder.kernels.decoder_cpu import decoder_kernel_status
     from loopcoder.kernels.gguf_linear import cpu_kernel_status
 
-    return [("CPU kernels", f"{cpu_kernel_status()}; {cpu_attention_status()}")]
+    step = getattr(getattr(engine, "model", None), "cpu_decoder_status", None)  # whether this model's decode steps take it
+    decoder = decoder_kernel_status() if step is None else f"CPU decode step: {step}"
+    return [("CPU kernels", f"{cpu_kernel_status()}; {cpu_attention_status()}; {decoder}")]
