@@ -166,7 +166,7 @@ def add_backend_arguments(p) -> None:
     p.add_argument("--api-key", default=None, help="bearer token for the remote server (default: $LOOPCODER_API_KEY)")
     p.add_argument("--tokenizer", default=None,
                    help="the remote model's tokenizer: its directory or .gguf (default: the embedded default model's)")
-    p.add_argument("--socket", default=None, help="the engine daemon's socket for --backend local")
+    p.add_argument("--socket", default=None, help="the engine daemon's socket (or endpoint file) for --backend local")
 
 
 def engine_for_args(args, load_inprocess_now) -> EngineAPI:
