@@ -259,7 +259,7 @@ class EngineServer:
         self.connections.pop(conn.id, None)
         if already:
             return
-        if idle:
+        if idle and not self._stop.is_set():  # a stopping daemon's documents end with it (its workers are shut)
             self._workers.submit(self._close_documents, conn)
         if conn.bytes_moved >= TRIM_AFTER_BYTES:
             self._trim.large_request_done()  # glibc keeps the freed pages of its frames otherwise

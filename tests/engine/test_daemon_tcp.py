@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import stat
@@ -67,7 +68,8 @@ def tcp_daemon(path: Path):
     try:
         yield server
     finally:
-        server._loop.call_soon_threadsafe(server._stop.set)
+        if not server._loop.is_closed():  # else it stopped already (a shutdown request)
+            server._loop.call_soon_threadsafe(server._stop.set)
         thread.join(20)
         assert not thread.is_alive()
 
@@ -329,3 +331,18 @@ def test_a_client_over_a_stale_endpoint_file_starts_a_new_engine(golden_dir, tmp
         client.shutdown()
         client.started_engine.wait(30)
     assert not path.exists()
+
+
+def test_a_daemon_stopped_with_clients_connected_logs_no_error(tmp_path, caplog):
+    """Their connections end after the workers are shut: their documents end with the daemon
+    (an ERROR 'cannot schedule new futures after shutdown' from asyncio, on either transport, before)."""
+    path = tmp_path / "engine.sock"
+    with tcp_daemon(path):
+        others = [DaemonClient(path, client_name=f"editor{i}") for i in range(2)]
+        others[0].prefill("doc", [1, 2, 3])
+        DaemonClient(path, client_name="stopper").shutdown()
+        deadline = time.monotonic() + 10
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
