@@ -40,6 +40,8 @@ HOST = "127.0.0.1"
 AUTH_TIMEOUT_S = 10.0  # for a new connection's first frame, the token
 MAX_AUTH_FRAME_BYTES = 4096  # an unauthenticated peer never makes the daemon buffer more
 MAX_ENDPOINT_FILE_BYTES = 4096
+REFUSAL_LINGER_S = 1.0  # after refusing, what the peer still sends is read and dropped this long (at most
+REFUSAL_DRAIN_BYTES = 1 << 16  # this much), so that closing sends the refusal and a FIN, not a reset that may discard it
 UNAUTHORIZED = "unauthorized"  # the error code of a refused connection
 
 
@@ -164,12 +166,24 @@ async def admit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, toke
     except (asyncio.IncompleteReadError, ConnectionError):
         reason = "it closed the connection before sending the token"
     log.warning("refused a connection from %s: %s", writer.get_extra_info("peername"), reason)
-    with contextlib.suppress(Exception):  # the peer may be gone already
+    with contextlib.suppress(Exception):  # the peer may be gone already, or keep sending past the linger
         writer.write(encode({"id": request_id, "type": "error", "code": UNAUTHORIZED,
                              "message": f"refused: {reason}. This engine serves a connection whose first frame is "
                                         "{op: auth, token}, the token of its endpoint file"}))
+        writer.write_eof()
+        await asyncio.wait_for(_drain(reader), REFUSAL_LINGER_S)
     writer.close()
     return False
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    """Read and drop what a refused peer sends, until it closes or REFUSAL_DRAIN_BYTES."""
+    dropped = 0
+    while dropped < REFUSAL_DRAIN_BYTES:
+        data = await reader.read(REFUSAL_DRAIN_BYTES)
+        if not data:
+            return
+        dropped += len(data)
 
 
 async def _read_auth_frame(reader: asyncio.StreamReader) -> dict:
