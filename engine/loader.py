@@ -20,6 +20,7 @@ from loopcoder.kernels.gguf_linear import GGUFWeight, cpu_kernel_available, cpu_
 from .config import ModelConfig
 from .engine import Engine, EngineConfig
 from .errors import ModelLoadError
+from .hardware import mps_note, pick_device
 from .models import build_model
 from .models.llama import LlamaForCausalLM
 from .quantization import check_quant_device, quantized, quantized_linears
@@ -99,13 +100,14 @@ def load_model(
     kernels are built, else int4 with bfloat16 activations for a 4-5 bit GGUF on a CPU with
     bfloat16 instructions, and no quantization otherwise. dtype=None picks bfloat16 for
     quantized models and on GPUs (beside GGUF blocks: where the CPU has bfloat16), float32
-    otherwise.
+    otherwise. device "auto": cuda, else mps, else cpu (resolve_device).
     """
+    device = resolve_device(device)
     path = default_model_path() if path is None else Path(path)
     if quant == "gguf" and path.is_dir():
         raise ModelLoadError(f"--quant gguf computes a GGUF file's own blocks; {path} is not a GGUF file")
     source = open_source(path)
-    quant, dtype, reason = resolve_precision(quant, dtype, torch.device(device), source.low_bit, source.blocks_share)
+    quant, dtype, reason = resolve_precision(quant, dtype, device, source.low_bit, source.blocks_share)
     tensors = source.block_tensors() if quant == "gguf" and source.block_tensors else source.weights()
     weights = progress_bar(tensors, source.count, f"loading {path.name}", progress)
     model = materialize(source.config, dtype, device, weights, quant=quant)
@@ -113,6 +115,17 @@ def load_model(
     if kv_budget_bytes is not None:
         engine_config = replace(engine_config, kv_budget_bytes=kv_budget_bytes)
     return Engine(model, source.tokenizer, engine_config)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The device `device` names, "auto" resolved by what this torch can use (hardware.pick_device);
+    on mps, says which ops leave the GPU (hardware.mps_note)."""
+    mps = getattr(torch.backends, "mps", None)
+    chosen = torch.device(pick_device(str(device), cuda=torch.cuda.is_available(),
+                                      mps=mps is not None and mps.is_available()))
+    if chosen.type == "mps":
+        log.warning(mps_note())
+    return chosen
 
 
 class Precision(NamedTuple):

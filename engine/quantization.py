@@ -68,6 +68,9 @@ def check_quant_device(mode: str, device: torch.device) -> None:
     if mode == "gguf" and device.type != "cpu":
         raise InvalidRequestError(f"--quant gguf computes a GGUF file's blocks on the CPU, not on {device.type}; "
                                   "use --quant none (or fp8 on Ada/Hopper) there")
+    if mode == "fp8" and device.type == "mps":
+        raise InvalidRequestError("--quant fp8 runs on CUDA GPUs of compute capability 8.9 or newer; MPS has no "
+                                  "float8 matrix products: use --quant none, int8 or int4 on mps")
     if mode == "fp8" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         raise InvalidRequestError(f"--quant fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
                                   f"{torch.cuda.get_device_name(device)} has {torch.cuda.get_device_capability(device)}")

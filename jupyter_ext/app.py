@@ -33,7 +33,7 @@ class LoopcoderExtension(ExtensionApp):
     model = Unicode(None, allow_none=True, config=True, help=(
         "The model: a Hugging Face directory or a .gguf file (default: the embedded SmolLM2-135M); for a remote "
         "backend, the served model's name."))
-    device = Unicode("cpu", config=True, help="Where a local model runs: cpu, cuda or cuda:N.")
+    device = Unicode("cpu", config=True, help="Where a local model runs: cpu, cuda, cuda:N, mps (Apple silicon) or auto (cuda, else mps, else cpu).")
     url = Unicode(None, allow_none=True, config=True, help=(
         "A remote backend's base URL, e.g. http://gpu-box:8000 (its bearer token comes from $LOOPCODER_API_KEY)."))
     tokenizer = Unicode(None, allow_none=True, config=True, help=(

@@ -1,8 +1,9 @@
 """Who may connect to a network listener: loopback addresses freely, anything else only with a token.
 
-Shared by the engine's HTTP API (`loopcoder engine --http`, a bearer token) and the language
-server on TCP (`loopcoder lsp --tcp`, a token in initializationOptions). Torch-free and
-FastAPI-free, so `loopcoder lsp` imports it cheaply.
+Shared by the engine's HTTP API (`loopcoder engine --http`, a bearer token), the language
+server on TCP (`loopcoder lsp --tcp`, a token in initializationOptions) and the engine daemon
+on loopback TCP (tcp_endpoint.py, a token in its endpoint file). Torch-free and FastAPI-free,
+so `loopcoder lsp` imports it cheaply.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
 import socket
 import stat
 from pathlib import Path
@@ -62,13 +64,27 @@ def read_token_file(path: str | Path, service: str = "HTTP") -> str:
     path = Path(path)
     try:
         token = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
+        info = path.stat()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"cannot read the {service} token file {path}: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("the %s token file %s is readable by other users; chmod 600 it", service, path)
+    problem = not_private(info)
+    if problem:
+        log.warning("the %s token file %s %s; chmod 600 it", service, path, problem)
     check_token(token, f"the {service} token file {path}")
     return token
+
+
+def not_private(info: os.stat_result) -> str:
+    """Why a file holding a secret is not this user's alone ("" when it is): another owner, or
+    rights for the group or others. On Windows the mode bits say nothing of who may read (the
+    file's ACL does; the user's own folders are private to them), so nothing is checked there."""
+    if not hasattr(os, "getuid"):
+        return ""
+    if info.st_uid != os.getuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"is readable by other users (mode {stat.S_IMODE(info.st_mode):04o})"
+    return ""
 
 
 def check_token(token: str, where: str) -> None:

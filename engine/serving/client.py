@@ -2,7 +2,8 @@
 
 `DaemonClient` has the `EngineAPI` methods of `Engine` (generate_for, generate_json,
 prefill, close, stats, plus `tokenizer` and `model_config`) and speaks `engine.protocol`
-to `loopcoder engine`. It is thread-safe: each call is one request on the shared
+to `loopcoder engine`, on its unix socket or, where the path holds an endpoint file, on
+loopback TCP with the file's token (socket_file.open_connection). It is thread-safe: each call is one request on the shared
 connection, and a reader thread routes the answers to their callers.
 
 - `cancelled()` is polled while a request waits; the first True sends a `cancel`.
@@ -31,7 +32,7 @@ from typing import Any
 from ..api import EngineAPI, GenerationResult, Priority, RemoteModelConfig, Timings, Usage, as_id_list
 from ..errors import EngineBusyError, EngineUnavailableError, InvalidRequestError
 from .protocol import FrameDecoder, ProtocolError, encode, error_from_frame, params_to_wire
-from .socket_file import socket_claimed
+from .socket_file import open_connection, socket_claimed
 from ..sampling import DedentStop, FinishReason, SamplingParams
 from ..tokenizer import Tokenizer
 
@@ -135,15 +136,7 @@ class DaemonClient(EngineAPI):
         return self._start_daemon()
 
     def _try_connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout_s)
-        try:
-            sock.connect(str(self.socket_path))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(None)
-        return sock
+        return open_connection(self.socket_path, self.connect_timeout_s)
 
     def _start_daemon(self) -> socket.socket:
         auto = self.autostart
@@ -176,9 +169,11 @@ class DaemonClient(EngineAPI):
     def _spawn(self, command: list[str], log_path: Path) -> subprocess.Popen:
         """Start `loopcoder engine` (busy: it exits at once when another engine holds the socket)."""
         log.info("starting the engine: %s", " ".join(command))
+        # Detached from this process's terminal: its own session (POSIX), its own process group and no console (Windows).
+        detached = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS if sys.platform == "win32" else 0
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                       start_new_session=True, close_fds=True)
+                                       start_new_session=True, close_fds=True, creationflags=detached)
         self.started_engine = process
         return process
 

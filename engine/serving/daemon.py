@@ -1,7 +1,9 @@
 """`loopcoder engine`: one process that owns the model, shared by every editor and notebook.
 
 It listens on a unix socket (mode 0600, in a 0700 directory) for the frames of
-`engine.protocol`. Each connection is one client (an LSP server, the Jupyter extension,
+`engine.protocol`; where the OS has no unix sockets (Windows), or with
+LOOPCODER_DAEMON_TRANSPORT=tcp, on loopback TCP behind a token that only this user can read
+(tcp_endpoint.py). Each connection is one client (an LSP server, the Jupyter extension,
 the CLI); its documents live in the engine under `<connection>/<key>`, so two editors
 with the same file open have two sessions whose identical blocks are stored once (the
 content-hashed prefix cache). Requests run on worker threads that drive the engine's
@@ -41,7 +43,8 @@ from ..errors import InvalidRequestError, LoopcoderError, shown
 from ..hardware import package_version
 from .connection import Connection, encoded
 from .memory import TrimAfterBursts
-from .socket_file import answers
+from .socket_file import answers, daemon_transport
+from .tcp_endpoint import AUTH_TIMEOUT_S, HOST, Endpoint, admit, read_endpoint, write_endpoint
 from .protocol import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -68,8 +71,12 @@ class EngineServer:
     def __init__(self, engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
                  idle_timeout_s: float | None = None, http: tuple[str, int] | None = None,
                  http_token: str | None = None, http_max_body: int | None = None,
-                 ranks: FollowerRanks | None = None):
+                 ranks: FollowerRanks | None = None, transport: str | None = None,
+                 auth_timeout_s: float = AUTH_TIMEOUT_S):
         self.engine = engine
+        self.transport = transport or daemon_transport()  # "unix", or "tcp": socket_path is the endpoint file
+        self.endpoint: Endpoint | None = None  # the port and token, once listening on TCP
+        self.auth_timeout_s = auth_timeout_s  # for a TCP connection's token
         self.ranks = ranks  # the tensor-parallel followers, when this process is rank 0
         self.http = http  # (host, port): also serve the HTTP API (engine.http)
         self.http_token = http_token
@@ -79,6 +86,7 @@ class EngineServer:
         self.model_path = model_path  # resolved; "" for the embedded default
         self.idle_timeout_s = idle_timeout_s
         self.connections: dict[int, Connection] = {}
+        self._unadmitted: set[asyncio.StreamWriter] = set()  # TCP connections that have not shown the token yet
         self.started = time.time()
         self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_WINDOW)  # (first token s, total s)
         self.requests_served = 0
@@ -108,7 +116,7 @@ class EngineServer:
             limit = {"max_body_bytes": self.http_max_body} if self.http_max_body else {}
             app = build_app(self.engine, model_name=self.model_name, token=self.http_token, **limit)
             http_task = asyncio.create_task(serve_http(app, *self.http, self._stop))
-        log.info("engine listening on %s", self.socket_path)
+        log.info("engine listening on %s", self.address())
         try:
             if http_task is None:
                 await self._stop.wait()
@@ -124,26 +132,57 @@ class EngineServer:
                     await http_task
             watchdog.cancel()
             server.close()
-            for conn in list(self.connections.values()):
-                conn.writer.close()
+            for writer in [*(conn.writer for conn in self.connections.values()), *self._unadmitted]:
+                writer.close()
             await server.wait_closed()
             self._drop_socket()
             self._workers.shutdown(wait=False, cancel_futures=True)
             log.info("engine stopped")
 
+    def address(self) -> str:
+        """Where this daemon listens, for its log."""
+        if self.endpoint is None:
+            return str(self.socket_path)
+        return f"{self.endpoint.host}:{self.endpoint.port} (endpoint file {self.socket_path})"
+
     async def _listen(self) -> asyncio.AbstractServer:
+        self._private_directory()
+        if self.socket_path.exists():
+            if answers(self.socket_path):
+                raise LoopcoderError(f"an engine already listens on {self.socket_path}; "
+                                     f"stop it with `loopcoder engine stop` or choose another --socket")
+            if self.transport == "unix":
+                self.socket_path.unlink()  # left behind by an engine that died
+        if self.transport == "tcp":
+            return await self._listen_tcp()
+        return await self._listen_unix()
+
+    def _private_directory(self) -> None:
+        """The socket's directory, made 0700 and checked to be this user's (POSIX; on Windows
+        the user's local app data is theirs alone)."""
         directory = self.socket_path.parent
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not hasattr(os, "getuid"):
+            return
         info = directory.stat()
         if info.st_uid != os.getuid():
             raise LoopcoderError(f"socket directory {directory} belongs to another user; choose --socket")
         if info.st_mode & 0o077 and directory != Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")):
             os.chmod(directory, 0o700)  # ours, but made by hand with wider rights
-        if self.socket_path.exists():
-            if answers(self.socket_path):
-                raise LoopcoderError(f"an engine already listens on {self.socket_path}; "
-                                     f"stop it with `loopcoder engine stop` or choose another --socket")
-            self.socket_path.unlink()  # left behind by an engine that died
+
+    async def _listen_tcp(self) -> asyncio.AbstractServer:
+        """Loopback, a port the OS picks, and the endpoint file (replacing a stale one) naming it."""
+        server = await asyncio.start_server(self._handle, host=HOST, port=0, limit=1 << 20, start_serving=False)
+        self.endpoint = Endpoint.new(server.sockets[0].getsockname()[1])
+        try:
+            write_endpoint(self.socket_path, self.endpoint)
+        except BaseException:
+            server.close()
+            raise
+        await server.start_serving()  # no connection is taken before the token exists
+        return server
+
+    async def _listen_unix(self) -> asyncio.AbstractServer:
         old_umask = os.umask(0o177)  # the socket is created 0600: only this user may connect
         try:
             server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=1 << 20)
@@ -153,6 +192,10 @@ class EngineServer:
         return server
 
     def _drop_socket(self) -> None:
+        if self.endpoint is not None:  # the endpoint file, unless another engine's has replaced it
+            with contextlib.suppress(OSError, LoopcoderError):
+                if read_endpoint(self.socket_path).token != self.endpoint.token:
+                    return
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -172,6 +215,8 @@ class EngineServer:
     # -- a connection -------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.transport == "tcp" and not await self._admit(reader, writer):
+            return
         conn = Connection(writer)
         self.connections[conn.id] = conn
         decoder = FrameDecoder()
@@ -198,6 +243,14 @@ class EngineServer:
         finally:
             self._disconnect(conn)
 
+    async def _admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """A TCP connection's token; it is no client (nor keeps the daemon from idling) before it."""
+        self._unadmitted.add(writer)
+        try:
+            return await admit(reader, writer, self.endpoint.token, self.auth_timeout_s)
+        finally:
+            self._unadmitted.discard(writer)
+
     def _disconnect(self, conn: Connection) -> None:
         """End a connection: cancel its requests, let its queued answers go out (for a while),
         and close its documents once none of its requests is left running. A request still
@@ -206,7 +259,7 @@ class EngineServer:
         self.connections.pop(conn.id, None)
         if already:
             return
-        if idle:
+        if idle and not self._stop.is_set():  # a stopping daemon's documents end with it (its workers are shut)
             self._workers.submit(self._close_documents, conn)
         if conn.bytes_moved >= TRIM_AFTER_BYTES:
             self._trim.large_request_done()  # glibc keeps the freed pages of its frames otherwise
@@ -365,7 +418,7 @@ def _priority(message: dict, default: Priority) -> Priority:
 
 def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: str = "",
         idle_timeout_s: float | None = None, http: tuple[str, int] | None = None, http_token: str | None = None,
-        http_max_body: int | None = None, ranks: FollowerRanks | None = None) -> None:
+        http_max_body: int | None = None, ranks: FollowerRanks | None = None, transport: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, a `shutdown` request, the idle timeout or (tensor
     parallel) a follower rank's death, which raises EngineUnavailableError once stopped."""
     with contextlib.suppress(AttributeError, ValueError, RuntimeError):  # no SIGUSR1 (Windows), or not the main thread
@@ -373,7 +426,7 @@ def run(engine: Engine, socket_path: Path, *, model_name: str = "", model_path: 
     try:
         asyncio.run(EngineServer(engine, socket_path, model_name=model_name, model_path=model_path,
                                  idle_timeout_s=idle_timeout_s, http=http, http_token=http_token,
-                                 http_max_body=http_max_body, ranks=ranks).serve())
+                                 http_max_body=http_max_body, ranks=ranks, transport=transport).serve())
     finally:
         if ranks is not None:
             ranks.stop(engine.runner)

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import NamedTuple
 
 from loopcoder.engine.errors import LoopcoderError
+from loopcoder.engine.hardware import allow_mps_fallback
 
 
 class Subcommand(NamedTuple):
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_subcommand(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if isinstance(getattr(args, "device", None), str):
+        allow_mps_fallback(args.device)  # before anything imports torch, which reads it once
     try:
         return command_module(args.command).run(args)
     except LoopcoderError as e:

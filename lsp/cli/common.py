@@ -22,7 +22,9 @@ QUANTS = ("auto", "none", "int8", "int4", "fp8", "gguf")
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="Hugging Face model directory or .gguf file (default: embedded SmolLM2-135M)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device: cpu, cuda, cuda:1, mps (Apple silicon), or auto: cuda, else mps, else cpu "
+                        "(default: cpu)")
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="activation and KV dtype (default auto: bfloat16 when quantized or on a GPU, but float32 beside GGUF blocks on a CPU without bfloat16; else float32)")
     p.add_argument("--quant", default="auto", choices=QUANTS,

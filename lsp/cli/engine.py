@@ -22,8 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start: detached, in the background; stop; status: a table. None: run in the foreground")
     add_model_args(p)
     p.add_argument("--socket", type=Path, default=None,
-                   help="unix socket path (default: $XDG_RUNTIME_DIR/loopcoder/engine.sock or "
-                        "/tmp/loopcoder-UID/engine.sock; env LOOPCODER_SOCKET)")
+                   help="unix socket path, or on loopback TCP (Windows, or LOOPCODER_DAEMON_TRANSPORT=tcp) the "
+                        "endpoint file naming the port and token (default: $XDG_RUNTIME_DIR/loopcoder/engine.sock, "
+                        "/tmp/loopcoder-UID/engine.sock, on Windows %%LOCALAPPDATA%%\\loopcoder\\engine.sock; "
+                        "env LOOPCODER_SOCKET)")
     p.add_argument("--idle-timeout", type=float, default=0.0,
                    help="exit after this many seconds without a client (default: 0, never)")
     p.add_argument("--kv-budget", type=str, default=None, help="KV cache size, e.g. 2GiB (default: the engine's)")

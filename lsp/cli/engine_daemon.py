@@ -1,5 +1,6 @@
 """`loopcoder engine` in the foreground: load the model (on one process, or as rank 0 of
---tensor-parallel ranks) and serve it on the unix socket, and on --http when asked."""
+--tensor-parallel ranks) and serve it on the unix socket (or loopback TCP with a token: socket_file.py),
+and on --http when asked."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from loopcoder.engine.errors import EngineBusyError, InvalidRequestError
 from loopcoder.engine.serving import daemon
 from loopcoder.engine.serving.access import check_bind, parse_address, read_token_file
-from loopcoder.engine.serving.socket_file import claim_socket
+from loopcoder.engine.serving.socket_file import claim_socket, daemon_transport
 
 from .loading import launch_tensor_parallel, load_engine, parse_size, socket_path
 
@@ -19,6 +20,7 @@ from .loading import launch_tensor_parallel, load_engine, parse_size, socket_pat
 def run(args: argparse.Namespace) -> int:
     path = socket_path(args)
     http, token = _http_address(args)  # checked before the model loads: a bad address fails at once
+    transport = daemon_transport()  # and a bad LOOPCODER_DAEMON_TRANSPORT
     if args.tensor_parallel < 1:
         raise InvalidRequestError(f"--tensor-parallel must be at least 1, not {args.tensor_parallel}")
     try:
@@ -32,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         engine = load_engine(args)
     name = str(args.model) if args.model else "SmolLM2-135M-Instruct (embedded default)"
-    where = f"{path}" + (f" and http://{args.http}" if http else "")
+    where = (f"{path}" if transport == "unix" else f"loopback TCP (endpoint file {path})") + (
+        f" and http://{args.http}" if http else "")
     split = f" over {args.tensor_parallel} ranks" if ranks is not None else ""
     print(f"loopcoder engine: {name} on {args.device}{split}, listening on {where}", file=sys.stderr, flush=True)
     daemon.run(engine, path, model_name=name, model_path=str(Path(args.model).resolve()) if args.model else "",
                idle_timeout_s=args.idle_timeout or None, http=http, http_token=token,
-               http_max_body=parse_size(args.http_max_body), ranks=ranks)
+               http_max_body=parse_size(args.http_max_body), ranks=ranks, transport=transport)
     if ranks is not None and ranks.plan.backend == "nccl":
         # The followers have left; NCCL's communicators block the interpreter's teardown
         # (seen on 2 H200s, torch 2.11), so this rank exits as the followers do.

@@ -15,7 +15,7 @@ from .loading import socket_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--socket", type=Path, default=None, help="unix socket path (as for `loopcoder engine`)")
+    p.add_argument("--socket", type=Path, default=None, help="the engine's socket or endpoint file (as for `loopcoder engine`)")
 
 
 def run(args: argparse.Namespace) -> int:

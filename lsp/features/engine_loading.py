@@ -21,6 +21,7 @@ from pathlib import Path
 
 from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError, ModelLoadError
+from loopcoder.engine.hardware import allow_mps_fallback
 
 from .settings import ServerSettings
 
@@ -89,7 +90,7 @@ def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp")
                           autostart=AutoStart(daemon_args(settings), idle_timeout_s=daemon_idle_timeout()))
     served = client.server_info.get("model", {})
     wanted = str(Path(settings.model).expanduser().resolve()) if settings.model else ""
-    if served.get("path", "") != wanted or served.get("device") != settings.device:
+    if served.get("path", "") != wanted or not serves_device(served, settings.device):
         client.close_connection()
         raise ModelLoadError(
             f"the engine on {path} serves {served.get('name') or 'another model'} on {served.get('device')}, "
@@ -99,7 +100,13 @@ def connect_daemon(settings: ServerSettings, client_name: str = "loopcoder lsp")
     return client
 
 
+def serves_device(served_model: dict, device: str) -> bool:
+    """Whether a daemon's model (its hello's `model`) runs on `device`; "auto" takes any."""
+    return device == "auto" or served_model.get("device") == device
+
+
 def load_inprocess(settings: ServerSettings) -> EngineAPI:
+    allow_mps_fallback(settings.device)  # in time unless this process imported torch already
     import torch
 
     from loopcoder.engine import load_model
@@ -166,7 +173,7 @@ def add_backend_arguments(p) -> None:
     p.add_argument("--api-key", default=None, help="bearer token for the remote server (default: $LOOPCODER_API_KEY)")
     p.add_argument("--tokenizer", default=None,
                    help="the remote model's tokenizer: its directory or .gguf (default: the embedded default model's)")
-    p.add_argument("--socket", default=None, help="the engine daemon's socket for --backend local")
+    p.add_argument("--socket", default=None, help="the engine daemon's socket (or endpoint file) for --backend local")
 
 
 def engine_for_args(args, load_inprocess_now) -> EngineAPI:
@@ -190,7 +197,7 @@ def engine_for_args(args, load_inprocess_now) -> EngineAPI:
             return load_inprocess_now()
         served = client.server_info.get("model", {})
         wanted = str(Path(args.model).expanduser().resolve()) if args.model else ""
-        if served.get("path", "") == wanted and served.get("device") == settings.device:
+        if served.get("path", "") == wanted and serves_device(served, settings.device):
             log.info("using the engine daemon on %s", path)
             return client
         client.close_connection()

@@ -10,6 +10,7 @@ import pytest
 from lsprotocol import types
 
 from loopcoder.engine.serving.client import DaemonClient
+from loopcoder.engine.serving.socket_file import TRANSPORT_ENV
 from loopcoder.lsp.cli.scripted_client import ScriptedClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="function")]
@@ -54,7 +55,11 @@ async def stop(client: ScriptedClient) -> None:
     await client.stop()
 
 
-async def test_two_editors_share_one_engine_and_survive_each_other(tmp_path):
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+async def test_two_editors_share_one_engine_and_survive_each_other(tmp_path, monkeypatch, transport):
+    """On the unix socket, and on loopback TCP with the endpoint file's token (forced here as
+    systems without unix sockets choose it: the editors and the daemon they start inherit it)."""
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
     socket_path = tmp_path / "engine.sock"  # a daemon of this test's own, auto-started by the first editor
     first = await start_editor("first editor", socket_path)
     second = None
@@ -63,6 +68,7 @@ async def test_two_editors_share_one_engine_and_survive_each_other(tmp_path):
         open_doc(first, uri)
         first_answer = await complete(first, uri)
         assert first_answer.strip()
+        assert socket_path.is_socket() == (transport == "unix") and socket_path.is_file() == (transport == "tcp")
         engine = DaemonClient(socket_path, client_name="test observer")
         hits = engine.stats()["prefix_hits"]
 
