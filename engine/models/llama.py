@@ -1,4 +1,5 @@
-"""Dense Llama family: Llama, SmolLM2, Qwen2 / Qwen2.5-Coder (q/k/v bias), IQuest-Coder-V1 non-Loop.
+"""Dense Llama family: Llama, SmolLM2, Qwen2 / Qwen2.5-Coder (q/k/v bias), Qwen3, Mistral, IQuest-Coder-V1
+non-Loop; the stack StarCoder2 (models/starcoder2.py) shares, its norms and MLP chosen by the config.
 
 Parameter names equal the Hugging Face checkpoint names, so loading is a name lookup.
 """
@@ -14,7 +15,7 @@ from loopcoder.kernels.attention import AttentionMetadata
 
 from ..config import ModelConfig
 from ..errors import ModelLoadError
-from .layers import DecoderLayer, RMSNorm
+from .layers import DecoderLayer, norm_layer
 
 # Buffers some exports write next to the weights; they are recomputed from the config.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -28,7 +29,7 @@ class LlamaModel(nn.Module):
         shared = self.layers[0].self_attn.rotary  # one RoPE table for the model, not one per layer
         for layer in self.layers:
             layer.self_attn.rotary = shared
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.norm = norm_layer(cfg, cfg.hidden_size)
 
 
 class LlamaForCausalLM(nn.Module):

@@ -30,7 +30,7 @@ def save_tiny(directory: Path, model_type: str, **overrides) -> Path:
                intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_hidden_layers,
                num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
                max_position_embeddings=cfg.max_position_embeddings, rope_theta=cfg.rope_theta,
-               rms_norm_eps=cfg.rms_norm_eps, tie_word_embeddings=cfg.tie_word_embeddings)
+               rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_word_embeddings)
     if cfg.is_loop:
         raw.update(loop_num=cfg.loop_num, loop_window_size=cfg.loop_window_size)
     (directory / "config.json").write_text(json.dumps(raw))
