@@ -15,8 +15,11 @@ from .errors import ModelLoadError, UnsupportedModelError
 
 # model_type -> whether q/k/v projections carry a bias.
 _QKV_BIAS_DEFAULT = {"llama": False, "iquestcoder": False, "iquestloopcoder": False, "qwen2": True, "qwen3": False,
-                     "mistral": False}
+                     "mistral": False, "starcoder2": True}
 SUPPORTED_MODEL_TYPES = tuple(_QKV_BIAS_DEFAULT)
+# The activation each MLP computes: SwiGLU's gate, StarCoder2's GELU (tanh approximation, as
+# transformers' gelu_pytorch_tanh).
+MLP_ACTIVATIONS = {"swiglu": ("silu", "swish"), "gelu": ("gelu_pytorch_tanh",)}
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,14 @@ class ModelConfig:
     num_key_value_heads: int
     head_dim: int
     rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-6
+    norm_eps: float = 1e-6  # config.json's rms_norm_eps, or StarCoder2's norm_epsilon (LayerNorm)
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
+    norm: str = "rms"  # "rms": RMSNorm; "layer": LayerNorm with a bias (StarCoder2)
+    mlp: str = "swiglu"  # "swiglu": down(silu(gate) * up); "gelu": down(gelu(up)) (StarCoder2)
     qkv_bias: bool = False
+    o_bias: bool = False  # StarCoder2's use_bias: o_proj and the MLP's projections carry biases too
+    mlp_bias: bool = False
     qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k, before RoPE
     sliding_window: int | None = None  # Mistral v0.1: each token sees its last W keys (itself included)
     hidden_act: str = "silu"
@@ -82,10 +89,10 @@ class ModelConfig:
                 intermediate_size=int(raw["intermediate_size"]),
                 num_hidden_layers=int(raw["num_hidden_layers"]),
                 num_attention_heads=n_heads,
-                # Llama 1 configs omit it: MHA.
-                num_key_value_heads=int(raw.get("num_key_value_heads") or n_heads),
+                num_key_value_heads=_kv_heads(model_type, raw, n_heads),
                 # Only configs whose head_dim != hidden/heads carry it (Qwen3, some IQuest exports).
                 head_dim=int(raw.get("head_dim") or hidden // n_heads),
+                **_family_fields(model_type, raw),
             )
         except KeyError as e:
             raise ModelLoadError(f"model config lacks required field {e.args[0]!r}") from None
@@ -100,14 +107,9 @@ class ModelConfig:
         eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (int(eos),))
         values.update(
             rope_theta=float(raw.get("rope_theta", rope.get("rope_theta", 10000.0))),
-            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
             max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            # Llama carries attention_bias (False in released checkpoints); Qwen2 always has bias.
-            qkv_bias=bool(raw.get("attention_bias", _QKV_BIAS_DEFAULT[model_type])),
             qk_norm=model_type == "qwen3",
             sliding_window=_sliding_window(model_type, raw),
-            hidden_act=str(raw.get("hidden_act", "silu")),
             rope_scaling=_parse_rope_scaling(raw.get("rope_scaling") or rope),
             loop_num=int(raw.get("loop_num", 2 if model_type == "iquestloopcoder" else 1)),
             loop_window_size=int(raw.get("loop_window_size", 64 if model_type == "iquestloopcoder" else 0)),
@@ -152,12 +154,14 @@ class ModelConfig:
     def num_parameters(self) -> int:
         h, i, hd = self.hidden_size, self.intermediate_size, self.head_dim
         q, kv = self.num_attention_heads * hd, self.num_key_value_heads * hd
-        attn = h * q + 2 * h * kv + q * h + (q + 2 * kv if self.qkv_bias else 0)
-        layer = attn + 3 * h * i + 2 * h
+        attn = h * q + 2 * h * kv + q * h + (q + 2 * kv if self.qkv_bias else 0) + (h if self.o_bias else 0)
+        mlp = (3 if self.mlp == "swiglu" else 2) * h * i + (i + h if self.mlp_bias else 0)
+        norm = h * (2 if self.norm == "layer" else 1)  # weight (and LayerNorm's bias)
+        layer = attn + mlp + 2 * norm
         if self.is_loop:
             layer += self.num_attention_heads * (hd + 1)  # gate weight + bias
         embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        return self.num_hidden_layers * layer + embed + h
+        return self.num_hidden_layers * layer + embed + norm
 
     def _validate(self) -> None:
         positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -172,8 +176,13 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ModelLoadError(f"head_dim must be even for RoPE, got {self.head_dim}")
-        if self.hidden_act not in ("silu", "swish"):
-            raise UnsupportedModelError(f"hidden_act={self.hidden_act!r} is not supported (only silu)")
+        if self.norm not in ("rms", "layer"):
+            raise ModelLoadError(f"norm must be 'rms' or 'layer', got {self.norm!r}")
+        if self.mlp not in MLP_ACTIVATIONS:
+            raise ModelLoadError(f"mlp must be one of {sorted(MLP_ACTIVATIONS)}, got {self.mlp!r}")
+        if self.hidden_act not in MLP_ACTIVATIONS[self.mlp]:
+            raise UnsupportedModelError(f"hidden_act={self.hidden_act!r} is not supported for {self.model_type} "
+                                        f"(only {', '.join(MLP_ACTIVATIONS[self.mlp])})")
         if self.loop_num < 1:
             raise ModelLoadError(f"loop_num must be >= 1, got {self.loop_num}")
         if self.is_loop and self.loop_window_size < 1:
@@ -199,10 +208,35 @@ def _parse_rope_scaling(raw: Any) -> RopeScaling | None:
     )
 
 
+def _kv_heads(model_type: str, raw: dict[str, Any], n_heads: int) -> int:
+    if model_type == "starcoder2":
+        # transformers would take 2 (StarCoder2-7B's): no guess for a GQA family, the field is required.
+        return int(raw["num_key_value_heads"])
+    return int(raw.get("num_key_value_heads") or n_heads)  # Llama 1 configs omit it: MHA
+
+
+def _family_fields(model_type: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose config.json keys and defaults differ between families: norm, MLP, biases."""
+    if model_type == "starcoder2":
+        # Starcoder2Config's defaults: use_bias true, norm_epsilon 1e-5, gelu_pytorch_tanh, tied embeddings.
+        bias = bool(raw.get("use_bias", True))
+        return dict(norm="layer", norm_eps=float(raw.get("norm_epsilon", 1e-5)), mlp="gelu",
+                    hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")), qkv_bias=bias, o_bias=bias,
+                    mlp_bias=bias, tie_word_embeddings=bool(raw.get("tie_word_embeddings", True)))
+    return dict(
+        norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        hidden_act=str(raw.get("hidden_act", "silu")),
+        # Llama carries attention_bias (False in released checkpoints); Qwen2 always has bias.
+        qkv_bias=bool(raw.get("attention_bias", _QKV_BIAS_DEFAULT[model_type])),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+    )
+
+
 def _sliding_window(model_type: str, raw: dict[str, Any]) -> int | None:
-    """Mistral's window (null or absent in Mistral 7B v0.2+ and Codestral: full attention).
-    Qwen configs carry a `sliding_window` too, used only with use_sliding_window (refused)."""
-    window = raw.get("sliding_window") if model_type == "mistral" else None
+    """Mistral's and StarCoder2's window (null or absent in Mistral 7B v0.2+ and Codestral:
+    full attention). Qwen configs carry a `sliding_window` too, used only with
+    use_sliding_window (refused)."""
+    window = raw.get("sliding_window") if model_type in ("mistral", "starcoder2") else None
     if window is None:
         return None
     if not isinstance(window, int) or window < 1:

@@ -36,13 +36,17 @@ class QuantLinear(nn.Module):
         self.tp = tp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tp is None:
+            return self._local(x, self.bias)
+        out = self.tp.all_reduce(self._local(x, None))  # every rank holds the whole bias: added once, after
+        return out if self.bias is None else out + self.bias
+
+    def _local(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if isinstance(self.weight_q, Fp8Weight):
-            out = fp8_linear(x, self.weight_q, self.bias)
-        elif isinstance(self.weight_q, GGUFWeight):
-            out = gguf_linear(x, self.weight_q, self.bias)
-        else:
-            out = quant_linear(x, self.weight_q, self.bias)
-        return out if self.tp is None else self.tp.all_reduce(out)
+            return fp8_linear(x, self.weight_q, bias)
+        if isinstance(self.weight_q, GGUFWeight):
+            return gguf_linear(x, self.weight_q, bias)
+        return quant_linear(x, self.weight_q, bias)
 
     def weight_bytes(self) -> int:
         w = self.weight_q

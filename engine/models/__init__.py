@@ -8,12 +8,14 @@ from ..config import ModelConfig
 from ..errors import UnsupportedModelError
 from .llama import LlamaForCausalLM
 from .loopcoder import IQuestLoopCoderForCausalLM
+from .starcoder2 import Starcoder2ForCausalLM
 
 MODEL_REGISTRY: dict[str, type[LlamaForCausalLM]] = {
     "llama": LlamaForCausalLM,
     "qwen2": LlamaForCausalLM,
     "qwen3": LlamaForCausalLM,
     "mistral": LlamaForCausalLM,
+    "starcoder2": Starcoder2ForCausalLM,
     "iquestcoder": LlamaForCausalLM,
     "iquestloopcoder": IQuestLoopCoderForCausalLM,
 }
@@ -23,6 +25,7 @@ ARCHITECTURES: dict[str, str] = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "MistralForCausalLM": "mistral",
+    "Starcoder2ForCausalLM": "starcoder2",
     "IQuestCoderForCausalLM": "iquestcoder",
     "IQuestLoopCoderForCausalLM": "iquestloopcoder",
 }

@@ -1,4 +1,5 @@
-"""Layers shared by every Llama-family model: RMSNorm, rotary embedding, SwiGLU MLP, attention.
+"""Layers shared by every Llama-family model: RMSNorm, rotary embedding, SwiGLU MLP, attention;
+and StarCoder2's LayerNorm and GELU MLP, which the config chooses in their place.
 
 Tokens travel flattened: a batch of sequences is one (T, hidden) tensor, and
 `AttentionMetadata` says where each sequence starts (nano-vllm's layout).
@@ -9,11 +10,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from loopcoder.kernels.attention import AttentionMetadata, LayerCache, paged_attention
 from loopcoder.kernels.fp8_linear import Fp8Weight
 from loopcoder.kernels.gguf_linear import GGUFWeight
+from loopcoder.kernels.layernorm import layer_norm
 from loopcoder.kernels.rmsnorm import rms_norm
 from loopcoder.kernels.rope import rope_store
 from loopcoder.kernels.swiglu import silu_mul
@@ -32,6 +35,24 @@ class RMSNorm(nn.Module):
         """x (T, hidden) -> normed; with `residual`, (normed x + residual, x + residual) in one
         pass (kernels/rmsnorm.py: float32 normalisation as the HF reference)."""
         return rms_norm(x, self.weight, self.eps, residual)
+
+
+class LayerNorm(nn.Module):
+    """StarCoder2's norm: (x - mean) / sqrt(var + eps) * weight + bias; called as RMSNorm is."""
+
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.bias = nn.Parameter(torch.zeros(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+        """x (T, hidden) -> normed; with `residual`, (normed x + residual, x + residual) in one pass."""
+        return layer_norm(x, self.weight, self.bias, self.eps, residual)
+
+
+def norm_layer(cfg: ModelConfig, size: int) -> RMSNorm | LayerNorm:
+    return LayerNorm(size, cfg.norm_eps) if cfg.norm == "layer" else RMSNorm(size, cfg.norm_eps)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
@@ -153,6 +174,26 @@ class SwiGLU(nn.Module):
         return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
+class GeluMLP(nn.Module):
+    """StarCoder2's MLP: down(gelu_tanh(up(x))), no gate. The checkpoint names the two
+    projections c_fc and c_proj (models/starcoder2.py maps them)."""
+
+    def __init__(self, hidden: int, intermediate: int, bias: bool) -> None:
+        super().__init__()
+        self.up_proj = nn.Linear(hidden, intermediate, bias=bias)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One torch kernel, as transformers' gelu_pytorch_tanh: nothing to fuse.
+        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
+
+
+def mlp_layer(cfg: ModelConfig) -> SwiGLU | GeluMLP:
+    if cfg.mlp == "gelu":
+        return GeluMLP(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
+    return SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+
+
 class Attention(nn.Module):
     """Projections and RoPE; the attention itself runs in kernels/ over paged KV."""
 
@@ -164,12 +205,12 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(cfg.hidden_size, q_size, bias=cfg.qkv_bias)
         self.k_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.qkv_bias)
         self.v_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.qkv_bias)
-        self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=False)
+        self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=cfg.o_bias)
         self.qkv_proj: nn.Module | None = None  # join_projections()
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         if cfg.qk_norm:  # Qwen3
-            self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
-            self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
         self.qk_norm = cfg.qk_norm
         self.window = cfg.sliding_window
 
@@ -213,10 +254,10 @@ class Attention(nn.Module):
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.input_layernorm = norm_layer(cfg, cfg.hidden_size)
         self.self_attn = Attention(cfg)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+        self.post_attention_layernorm = norm_layer(cfg, cfg.hidden_size)
+        self.mlp = mlp_layer(cfg)
 
     def forward(self, h: torch.Tensor, meta: AttentionMetadata, cache: LayerCache) -> torch.Tensor:
         x, h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(h), meta, cache), residual=h)

@@ -1,4 +1,5 @@
-"""Dense Llama family: Llama, SmolLM2, Qwen2 / Qwen2.5-Coder (q/k/v bias), IQuest-Coder-V1 non-Loop.
+"""Dense Llama family: Llama, SmolLM2, Qwen2 / Qwen2.5-Coder (q/k/v bias), Qwen3, Mistral, IQuest-Coder-V1
+non-Loop; the stack StarCoder2 (models/starcoder2.py) shares, its norms and MLP chosen by the config.
 
 Parameter names equal the Hugging Face checkpoint names, so loading is a name lookup.
 """
@@ -19,7 +20,7 @@ from loopcoder.kernels.gguf_linear import GGUFWeight
 from ..config import ModelConfig
 from ..errors import ModelLoadError
 from ..quantization import QuantLinear
-from .layers import DecoderLayer, RMSNorm
+from .layers import DecoderLayer, norm_layer
 
 # Buffers some exports write next to the weights; they are recomputed from the config.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -33,7 +34,7 @@ class LlamaModel(nn.Module):
         shared = self.layers[0].self_attn.rotary  # one RoPE table for the model, not one per layer
         for layer in self.layers:
             layer.self_attn.rotary = shared
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.norm = norm_layer(cfg, cfg.hidden_size)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -70,7 +71,7 @@ class LlamaForCausalLM(nn.Module):
             return self.cpu_decoder_status
         cfg = self.config
         shape = DecoderShape(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim,
-                             cfg.intermediate_size, cfg.rms_norm_eps)
+                             cfg.intermediate_size, cfg.norm_eps)
         reason = decoder_blocker(shape, layers)
         if reason is None:
             self.cpu_decoder = CpuDecoder(shape, layers)
@@ -89,6 +90,8 @@ class LlamaForCausalLM(nn.Module):
             bad = [p for p in found if isinstance(p, str)]
             return bad[0] if bad else found
 
+        if self.config.norm != "rms" or self.config.mlp != "swiglu":
+            return f"its {self.config.norm} norms and {self.config.mlp} MLP (the C step has RMSNorm and SwiGLU)"
         out = []
         for layer in self.model.layers:
             if type(layer) is not DecoderLayer:

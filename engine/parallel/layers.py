@@ -18,18 +18,21 @@ def vocab_range(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 class RowParallelLinear(nn.Module):
-    """y = sum over ranks of x_r @ W_r^T, where x_r and W_r are this rank's input columns.
-    Quantizing it (engine/quantization.py) gives a QuantLinear that keeps the all-reduce."""
+    """y = sum over ranks of x_r @ W_r^T (+ bias), where x_r and W_r are this rank's input
+    columns; the bias, whole on every rank, is added once, after the sum. Quantizing it
+    (engine/quantization.py) gives a QuantLinear that keeps the all-reduce."""
 
     row_parallel = True
 
-    def __init__(self, weight: torch.Tensor, tp: TensorParallelGroup) -> None:
+    def __init__(self, weight: torch.Tensor, tp: TensorParallelGroup, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)  # (out, in / world_size)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)  # (out,)
         self.tp = tp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tp.all_reduce(F.linear(x, self.weight))
+        out = self.tp.all_reduce(F.linear(x, self.weight))
+        return out if self.bias is None else out + self.bias
 
 
 class VocabParallelEmbedding(nn.Module):

@@ -3,10 +3,11 @@
 Per decoder layer, with n = world_size and rank r taking the r-th contiguous slice::
 
     q_proj, k_proj, v_proj   column-parallel: rows of heads [r*H/n, (r+1)*H/n) (and KV heads
-                             likewise), biases (qwen2) cut with their rows
-    o_proj                   row-parallel: the matching input columns, then all-reduce
-    gate_proj, up_proj       column-parallel: rows [r*I/n, (r+1)*I/n)
-    down_proj                row-parallel: the matching columns, then all-reduce
+                             likewise), biases (qwen2, starcoder2) cut with their rows
+    o_proj                   row-parallel: the matching input columns, then all-reduce; a bias
+                             (starcoder2) whole on every rank, added after the all-reduce
+    gate_proj, up_proj       column-parallel: rows [r*I/n, (r+1)*I/n) (up's bias with them)
+    down_proj                row-parallel: the matching columns, then all-reduce (+ bias, as o_proj)
     gate_projection (Loop)   the per-head weight (H, D) and bias (H,) of this rank's heads
     layer norms              replicated
 
@@ -30,7 +31,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ModelLoadError
-from ..models.layers import Attention, SwiGLU
+from ..models.layers import Attention, GeluMLP, SwiGLU
 from ..models.llama import LlamaForCausalLM
 from .group import TensorParallelGroup
 from .layers import RowParallelLinear, VocabParallelEmbedding, VocabParallelLMHead, vocab_range
@@ -108,7 +109,7 @@ _CUTS = [
     (re.compile(r".*\.self_attn\.q_proj\.(weight|bias)"), 0, "q"),
     (re.compile(r".*\.self_attn\.[kv]_proj\.(weight|bias)"), 0, "kv"),
     (re.compile(r".*\.self_attn\.o_proj\.weight"), 1, "q"),
-    (re.compile(r".*\.mlp\.(gate|up)_proj\.weight"), 0, "mlp"),
+    (re.compile(r".*\.mlp\.(gate|up)_proj\.(weight|bias)"), 0, "mlp"),
     (re.compile(r".*\.mlp\.down_proj\.weight"), 1, "mlp"),
     (re.compile(r".*\.gate_projection\.(weight|bias)"), 0, "heads"),
     (re.compile(r"model\.embed_tokens\.weight|lm_head\.weight"), 0, "vocab"),
@@ -172,9 +173,8 @@ def _column(linear: nn.Linear, rows: slice) -> nn.Linear:
 
 def _row(linear: nn.Linear, columns: slice, tp: TensorParallelGroup) -> RowParallelLinear:
     _check_plain(linear)
-    if linear.bias is not None:
-        raise ModelLoadError("row-parallel layers with a bias are not supported")  # none in our families
-    return RowParallelLinear(linear.weight[:, columns].clone(), tp)  # (out, in / n)
+    bias = None if linear.bias is None else linear.bias.clone()  # (out,): whole, added once after the sum
+    return RowParallelLinear(linear.weight[:, columns].clone(), tp, bias)  # (out, in / n)
 
 
 def _check_plain(linear: nn.Module) -> None:
@@ -193,8 +193,9 @@ def _shard_attention(attn: Attention, local: ModelConfig, tp: TensorParallelGrou
     attn.num_heads, attn.num_kv_heads = local.num_attention_heads, local.num_key_value_heads
 
 
-def _shard_mlp(mlp: SwiGLU, tp: TensorParallelGroup) -> None:
-    rows = _rows(mlp.gate_proj.out_features // tp.world_size, tp.rank)
-    mlp.gate_proj = _column(mlp.gate_proj, rows)
+def _shard_mlp(mlp: SwiGLU | GeluMLP, tp: TensorParallelGroup) -> None:
+    rows = _rows(mlp.up_proj.out_features // tp.world_size, tp.rank)
+    if isinstance(mlp, SwiGLU):
+        mlp.gate_proj = _column(mlp.gate_proj, rows)
     mlp.up_proj = _column(mlp.up_proj, rows)
     mlp.down_proj = _row(mlp.down_proj, rows, tp)

@@ -2,9 +2,10 @@
 
 Metadata keys `{arch}.*` and `tokenizer.ggml.*` become config.json keys. Some of the
 config is only in the tensor list: tied embeddings (no `output.weight`), q/k/v bias on
-llama files, and Llama 3.x frequency scaling, which is not stored as metadata but as a
-`rope_freqs.weight` tensor of per-frequency divisors; `config_from_gguf` turns it back
-into a `RopeScaling` (and `gguf_tensors.iter_gguf_tensors` skips it).
+llama files, every bias on starcoder2 files, and Llama 3.x frequency scaling, which is
+not stored as metadata but as a `rope_freqs.weight` tensor of per-frequency divisors;
+`config_from_gguf` turns it back into a `RopeScaling` (and `gguf_tensors.iter_gguf_tensors`
+skips it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ..config import ModelConfig
 from ..errors import ModelLoadError, UnsupportedModelError
 
 # GGUF architecture -> HF `architectures` entry. The key doubles as our model_type.
-_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                  "starcoder2": "Starcoder2ForCausalLM"}
 
 
 def config_from_gguf(meta: Mapping[str, Any], tensors: Iterable[ReaderTensor]) -> ModelConfig:
@@ -50,7 +52,7 @@ def _reject_unsupported_features(meta: Mapping[str, Any], arch: str, by_name: Ma
     if int(meta.get(f"{arch}.expert_count", 0) or 0) > 0:
         raise UnsupportedModelError(f"mixture-of-experts GGUF ({arch}.expert_count={meta[f'{arch}.expert_count']})"
                                     " is not supported")
-    if "blk.0.attn_output.bias" in by_name:
+    if "blk.0.attn_output.bias" in by_name and arch != "starcoder2":
         raise UnsupportedModelError("GGUF tensor 'blk.0.attn_output.bias' (o_proj bias) is not supported")
 
 
@@ -84,7 +86,6 @@ def _hf_config_dict(meta: Mapping[str, Any], arch: str, by_name: Mapping[str, Re
         "num_key_value_heads": get("attention.head_count_kv") or n_heads,
         "head_dim": head_dim,
         "rope_theta": theta,
-        "rms_norm_eps": get("attention.layer_norm_rms_epsilon", 1e-6),
         "max_position_embeddings": get("context_length", 4096),
         "tie_word_embeddings": "output.weight" not in by_name,
         "rope_scaling": _rope_scaling(meta, arch, by_name.get("rope_freqs.weight"), head_dim, theta),
@@ -92,6 +93,13 @@ def _hf_config_dict(meta: Mapping[str, Any], arch: str, by_name: Mapping[str, Re
         "eos_token_id": _eos_token_ids(meta),
         "torch_dtype": "float32",
     }
+    if arch == "starcoder2":
+        # llama.cpp reads the LayerNorm epsilon as required; the converter writes no window
+        # (llama.cpp attends to every position), a file may still carry one.
+        raw |= {"norm_epsilon": need("attention.layer_norm_epsilon"), "use_bias": "blk.0.attn_q.bias" in by_name,
+                "hidden_act": "gelu_pytorch_tanh", "sliding_window": get("attention.sliding_window")}
+    else:
+        raw["rms_norm_eps"] = get("attention.layer_norm_rms_epsilon", 1e-6)
     if arch == "llama":
         raw["attention_bias"] = "blk.0.attn_q.bias" in by_name
     return raw

@@ -6,14 +6,14 @@ undone here:
 
 - GGUF stores dimensions innermost first (`ne = [in, out]`); HF shapes are `[out, in]`.
 - For architecture `llama` the converter permutes the rows of q/k (weights and biases) so
-  that llama.cpp can apply RoPE to adjacent pairs; HF rotates halves. `qwen2` files are
-  written unpermuted (llama.cpp uses NeoX-style RoPE for qwen2).
+  that llama.cpp can apply RoPE to adjacent pairs; HF rotates halves. `qwen2`, `qwen3` and
+  `starcoder2` files are written unpermuted (llama.cpp uses NeoX-style RoPE for them).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gguf
 import numpy as np
@@ -32,6 +32,7 @@ _PERMUTED_QK_ARCHS = frozenset({"llama"})
 _GLOBAL_TENSORS = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
+    "output_norm.bias": "model.norm.bias",  # starcoder2's LayerNorms
     "output.weight": "lm_head.weight",
 }
 # Per-block GGUF suffix -> HF suffix under model.layers.N.
@@ -50,9 +51,21 @@ _BLOCK_TENSORS = {
     "ffn_gate.weight": "mlp.gate_proj.weight",
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
+    "attn_norm.bias": "input_layernorm.bias",  # starcoder2
+    "ffn_norm.bias": "post_attention_layernorm.bias",
+    "attn_output.bias": "self_attn.o_proj.bias",
+    "ffn_up.bias": "mlp.up_proj.bias",
+    "ffn_down.bias": "mlp.down_proj.bias",
 }
-_QKV_BIASES = ("attn_q.bias", "attn_k.bias", "attn_v.bias")
-_QK_NORMS = ("attn_q_norm.weight", "attn_k_norm.weight")
+# The block tensors only some configs have, and whether `config` has them.
+_OPTIONAL_BLOCK_TENSORS: dict[str, Callable[[ModelConfig], bool]] = {
+    **dict.fromkeys(("attn_q.bias", "attn_k.bias", "attn_v.bias"), lambda c: c.qkv_bias),
+    **dict.fromkeys(("attn_q_norm.weight", "attn_k_norm.weight"), lambda c: c.qk_norm),
+    **dict.fromkeys(("attn_norm.bias", "ffn_norm.bias"), lambda c: c.norm == "layer"),
+    "attn_output.bias": lambda c: c.o_bias,
+    "ffn_gate.weight": lambda c: c.mlp == "swiglu",
+    **dict.fromkeys(("ffn_up.bias", "ffn_down.bias"), lambda c: c.mlp_bias),
+}
 # Tensors that carry nothing the model needs as a weight:
 # - rope_freqs.weight: Llama 3 RoPE scaling, read by config_from_gguf instead.
 # - blk.N.attn_rot_embd.weight: a precomputed inv_freq table (old conversions); it follows
@@ -133,10 +146,13 @@ def undo_rope_permutation(w: np.ndarray, n_head: int) -> np.ndarray:
 def _plan(reader: GGUFReader, config: ModelConfig) -> list[tuple[ReaderTensor, str]]:
     """Map every GGUF tensor to its HF name, check shapes, and check that nothing is missing."""
     plan: list[tuple[ReaderTensor, str]] = []
+    required = _required_names(config)
     for t in reader.tensors:
         hf_name = hf_tensor_name(t.name, config.num_hidden_layers)
         if hf_name is None:
             continue
+        if hf_name not in required:
+            raise ModelLoadError(f"GGUF tensor {t.name!r} has no place in this {config.model_type} model ({hf_name})")
         if not readable_type(t.tensor_type):
             raise UnsupportedModelError(
                 f"GGUF tensor {t.name!r} has type {t.tensor_type.name}, which loopcoder cannot read; it reads "
@@ -149,7 +165,7 @@ def _plan(reader: GGUFReader, config: ModelConfig) -> list[tuple[ReaderTensor, s
                 f"{list(expected)} for {hf_name}"
             )
         plan.append((t, hf_name))
-    missing = sorted(_required_names(config) - {name for _, name in plan})
+    missing = sorted(required - {name for _, name in plan})
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ModelLoadError(f"GGUF file lacks tensors the config needs: {shown}")
@@ -183,9 +199,11 @@ def hf_tensor_name(gguf_name: str, num_layers: int) -> str | None:
 
 def _required_names(config: ModelConfig) -> set[str]:
     names = {"model.embed_tokens.weight", "model.norm.weight"}
+    if config.norm == "layer":
+        names.add("model.norm.bias")
     if not config.tie_word_embeddings:
         names.add("lm_head.weight")
-    block = [s for s in _BLOCK_TENSORS if (s not in _QKV_BIASES or config.qkv_bias) and (s not in _QK_NORMS or config.qk_norm)]
+    block = [s for s in _BLOCK_TENSORS if _OPTIONAL_BLOCK_TENSORS.get(s, lambda c: True)(config)]
     for i in range(config.num_hidden_layers):
         names.update(f"model.layers.{i}.{_BLOCK_TENSORS[s]}" for s in block)
     return names
@@ -200,8 +218,11 @@ def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
         "embed_tokens.weight": (c.vocab_size, h),
         "lm_head.weight": (c.vocab_size, h),
         "norm.weight": (h,),
+        "norm.bias": (h,),
         "input_layernorm.weight": (h,),
+        "input_layernorm.bias": (h,),
         "post_attention_layernorm.weight": (h,),
+        "post_attention_layernorm.bias": (h,),
         "q_proj.weight": (q_rows, h),
         "k_proj.weight": (kv_rows, h),
         "v_proj.weight": (kv_rows, h),
@@ -211,9 +232,12 @@ def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
         "q_proj.bias": (q_rows,),
         "k_proj.bias": (kv_rows,),
         "v_proj.bias": (kv_rows,),
+        "o_proj.bias": (h,),
         "gate_proj.weight": (ffn, h),
         "up_proj.weight": (ffn, h),
+        "up_proj.bias": (ffn,),
         "down_proj.weight": (h, ffn),
+        "down_proj.bias": (h,),
     }
     return shapes[suffix]
 

@@ -99,6 +99,31 @@ def test_malformed_config(tmp_path):
         load_model(tmp_path)
 
 
+STARCODER2 = dict(model_type="starcoder2", architectures=["Starcoder2ForCausalLM"], vocab_size=97, hidden_size=32,
+                  intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  norm_epsilon=1e-5, hidden_act="gelu_pytorch_tanh", use_bias=True)
+
+
+@pytest.mark.parametrize("field", ["hidden_size", "intermediate_size", "num_attention_heads", "vocab_size",
+                                   # transformers would take 2 (StarCoder2-7B's): no guess for a GQA model
+                                   "num_key_value_heads"])
+def test_starcoder2_config_lacking_a_required_field(tmp_path, field):
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in STARCODER2.items() if k != field}))
+    with pytest.raises(ModelLoadError, match=f"lacks required field '{field}'"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("changes,error,match", [
+    ({"hidden_act": "gelu"}, UnsupportedModelError, "hidden_act='gelu'.*gelu_pytorch_tanh"),
+    ({"sliding_window": 0}, ModelLoadError, "sliding_window=0"),
+    ({"norm_epsilon": "tiny"}, ModelLoadError, "malformed"),
+])
+def test_starcoder2_bad_fields(tmp_path, changes, error, match):
+    (tmp_path / "config.json").write_text(json.dumps(STARCODER2 | changes))
+    with pytest.raises(error, match=match):
+        load_model(tmp_path)
+
+
 def test_nonexistent_model_path(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(tmp_path / "nope")

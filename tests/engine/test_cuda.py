@@ -34,7 +34,7 @@ def test_golden_loop_bf16_on_cuda(golden_dir):
 
 
 @pytest.mark.parametrize("head_dim", [8, 16])  # 8: the reference attention on the GPU; 16: the Triton kernels
-@pytest.mark.parametrize("model_type", ["llama", "qwen2", "iquestloopcoder"])
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "iquestloopcoder", "starcoder2"])
 def test_warm_sessions_on_cuda_match_cpu(model_type, head_dim):
     cpu = tiny_engine(model_type, head_dim=head_dim)
     gpu = tiny_engine(model_type, head_dim=head_dim)

@@ -125,7 +125,7 @@ def decode_all(model, graphs: bool, count=5, **config):
 
 
 @cuda
-@pytest.mark.parametrize("model_type", ["llama", "qwen2", "iquestloopcoder"])
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "iquestloopcoder", "starcoder2"])
 @pytest.mark.parametrize("count", [1, 3, 5])
 def test_graph_decode_equals_eager_decode(model_type, count, exact_matmuls):
     """Ragged documents (23..43 tokens, crossing pages) decoding together: the batch grows

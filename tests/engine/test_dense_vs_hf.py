@@ -6,6 +6,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from loopcoder.engine.config import ModelConfig  # noqa: E402
+from loopcoder.kernels import attention  # noqa: E402
+from loopcoder.kernels.attention.cpu import supported_cpu_attention_isas  # noqa: E402
 from loopcoder.engine.engine import Engine, EngineConfig  # noqa: E402
 from loopcoder.engine.loader import default_model_path, materialize  # noqa: E402
 from loopcoder.engine.weights.gguf_config import config_from_gguf  # noqa: E402
@@ -14,6 +16,8 @@ from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors  # noqa: E40
 
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0)
+# StarCoder2 reads norm_epsilon, not rms_norm_eps (left in TINY at another value to prove it).
+STARCODER2 = dict(norm_epsilon=1e-3, bos_token_id=0, eos_token_id=0)
 
 
 def hf_model(kind: str, **extra):
@@ -23,8 +27,9 @@ def hf_model(kind: str, **extra):
         "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
         "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
         "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+        "starcoder2": (transformers.Starcoder2Config, transformers.Starcoder2ForCausalLM),
     }[kind]
-    model = model_class(config_class(**TINY, **extra))
+    model = model_class(config_class(**TINY, **(STARCODER2 if kind == "starcoder2" else {}), **extra))
     with torch.no_grad():  # HF initialises biases to zero: make them count
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
@@ -52,6 +57,10 @@ def ours_from_hf(model) -> Engine:
         # Mistral: Codestral and v0.3 attend to everything; v0.1 to a sliding window.
         ("mistral", {"sliding_window": None}),
         ("mistral", {"sliding_window": 8}),
+        # StarCoder2: LayerNorm with bias, biases on every projection, GELU(tanh) MLP, tied.
+        ("starcoder2", {}),
+        ("starcoder2", {"sliding_window": 8}),
+        ("starcoder2", {"tie_word_embeddings": False}),
     ],
 )
 def test_tiny_dense_matches_hf(kind, extra):
@@ -63,6 +72,38 @@ def test_tiny_dense_matches_hf(kind, extra):
     torch.testing.assert_close(engine.logits(ids.tolist()), expected, atol=2e-5, rtol=0)
     # The cached, chunked path on a paged cache agrees too.
     torch.testing.assert_close(engine.sync("d", ids.tolist()), expected[-1], atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_starcoder2_decode_steps_match_hf(window, monkeypatch):
+    """Prefill, then one token per step on the paged cache (the decode path: the CPU's C
+    attention where it is built, over the window when there is one), each step's logits
+    against HF's."""
+    decode_windows = []
+    c_decode = attention.paged_decode_attention_cpu
+    monkeypatch.setattr(attention, "paged_decode_attention_cpu",
+                        lambda *a, **k: decode_windows.append(a[-1]) or c_decode(*a, **k))
+    hf = hf_model("starcoder2", sliding_window=window)
+    engine = ours_from_hf(hf)
+    ids = torch.randint(0, 128, (30,), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = hf(ids[None]).logits[0]
+    torch.testing.assert_close(engine.sync("d", ids[:20].tolist()), expected[19], atol=2e-5, rtol=0)
+    for t in range(20, 30):
+        torch.testing.assert_close(engine.sync("d", ids[: t + 1].tolist()), expected[t], atol=2e-5, rtol=0)
+    if supported_cpu_attention_isas():  # the C kernel is built: every decode step's attention ran in it
+        assert decode_windows == [window] * 10 * hf.config.num_hidden_layers
+
+
+def test_starcoder2_config_is_read_as_its_own():
+    config = ModelConfig.from_dict(hf_model("starcoder2", sliding_window=8).config.to_dict())
+    assert (config.norm, config.mlp, config.norm_eps) == ("layer", "gelu", 1e-3)
+    assert config.qkv_bias and config.o_bias and config.mlp_bias and config.tie_word_embeddings
+    assert config.sliding_window == 8 and config.hidden_act == "gelu_pytorch_tanh"
+    unbiased = ModelConfig.from_dict(hf_model("starcoder2", use_bias=False).config.to_dict())
+    assert not (unbiased.qkv_bias or unbiased.o_bias or unbiased.mlp_bias)
+    for hf in (hf_model("starcoder2"), hf_model("starcoder2", tie_word_embeddings=False, use_bias=False)):
+        assert ModelConfig.from_dict(hf.config.to_dict()).num_parameters() == sum(p.numel() for p in hf.parameters())
 
 
 def test_qwen2_really_uses_qkv_bias():
@@ -82,7 +123,7 @@ def test_smollm2_gguf_matches_hf_on_the_same_weights():
         vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
         num_key_value_heads=config.num_key_value_heads, rope_theta=config.rope_theta,
-        rms_norm_eps=config.rms_norm_eps, max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.norm_eps, max_position_embeddings=config.max_position_embeddings,
         tie_word_embeddings=True,
     )
     hf = transformers.LlamaForCausalLM(hf_cfg).eval()

@@ -165,7 +165,7 @@ def test_tiny_round_trip(tmp_path, arch):
     assert (config.vocab_size, config.hidden_size, config.intermediate_size) == (64, 32, 48)
     assert (config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (2, 4, 2)
     assert config.head_dim == 8
-    assert config.rope_theta == 500000.0 and config.rms_norm_eps == 1e-5
+    assert config.rope_theta == 500000.0 and config.norm_eps == 1e-5
     assert config.max_position_embeddings == 256
     assert config.tie_word_embeddings is False
     assert config.qkv_bias is (arch == "qwen2")

@@ -87,12 +87,21 @@ def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, r
             continue
         if arch == "llama" and (".attn_q." in name or ".attn_k." in name) and t.ndim == 2:
             t = converter_permute(t, DIMS["heads"] if ".attn_q." in name else DIMS["kv_heads"])
-        part = name.split(".")[-2]
-        kind = types.get(part, types.get("*")) if t.ndim == 2 and part in (*PROJECTIONS, "token_embd", "output") else None
-        if kind is None or kind == "F32":
-            w.add_tensor(name, t)
-        else:
-            w.add_tensor(name, quantize(t, kind), raw_dtype=gguf.GGMLQuantizationType[kind])
+        add_stored(w, name, t, types)
+    return finish(w, path)
+
+
+def add_stored(w: gguf.GGUFWriter, name: str, t: np.ndarray, types: dict[str, str]) -> None:
+    """Tensor `name` in the type `types` gives its part ("*": every linear layer's), F32 where none does."""
+    part = name.split(".")[-2]
+    kind = types.get(part, types.get("*")) if t.ndim == 2 and part in (*PROJECTIONS, "token_embd", "output") else None
+    if kind is None or kind == "F32":
+        w.add_tensor(name, t)
+    else:
+        w.add_tensor(name, quantize(t, kind), raw_dtype=gguf.GGMLQuantizationType[kind])
+
+
+def finish(w: gguf.GGUFWriter, path: Path) -> Path:
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -148,7 +157,7 @@ def test_qwen3_gguf_matches_transformers(tmp_path):
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
         num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
-        rms_norm_eps=cfg.rms_norm_eps, max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=cfg.norm_eps, max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=cfg.tie_word_embeddings)).eval()
     reader = open_gguf(path)
     from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors

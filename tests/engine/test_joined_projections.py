@@ -1,5 +1,5 @@
 """join_projections (engine/models/layers.py): q/k/v and gate/up as one matmul each give
-the logits of the separate projections, for dense, Loop, biased (qwen2), FP8 and
+the logits of the separate projections, for dense, Loop, biased (qwen2, starcoder2), FP8 and
 tensor-parallel shards; int8/int4 layers stay separate. CUDA runners join on their own."""
 
 import pytest
@@ -15,13 +15,14 @@ def logits(engine, ids):
     return engine.logits(ids)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder", "qwen2"])
+@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder", "qwen2", "starcoder2"])
 def test_joined_projections_give_the_same_logits(model_type):
     engine = tiny_engine(model_type)
     ids = [3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26]
     before = logits(engine, ids)
     layers = engine.model.config.num_hidden_layers
-    assert join_projections(engine.model) == 2 * layers
+    per_layer = 1 if model_type == "starcoder2" else 2  # q/k/v (with biases); StarCoder2's MLP has one up projection
+    assert join_projections(engine.model) == per_layer * layers
     assert join_projections(engine.model) == 0  # idempotent
     attn = engine.model.model.layers[0].self_attn
     assert attn.qkv_proj is not None and not hasattr(attn, "q_proj")

@@ -23,18 +23,25 @@ def save_tiny(directory: Path, model_type: str, **overrides) -> Path:
     cfg = tiny_config(model_type, **overrides)
     model = random_model(cfg)
     model.init_random(0, std=0.2)
-    weights = {name: p.detach().contiguous() for name, p in model.named_parameters()}  # tied: written once
+    weights = {hf_name(model_type, name): p.detach().contiguous() for name, p in model.named_parameters()}  # tied: once
     directory.mkdir(parents=True, exist_ok=True)
     save_file(weights, directory / "model.safetensors")
     raw = dict(model_type=model_type, vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
                intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_hidden_layers,
                num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
                max_position_embeddings=cfg.max_position_embeddings, rope_theta=cfg.rope_theta,
-               rms_norm_eps=cfg.rms_norm_eps, tie_word_embeddings=cfg.tie_word_embeddings)
+               rms_norm_eps=cfg.norm_eps, norm_epsilon=cfg.norm_eps, tie_word_embeddings=cfg.tie_word_embeddings)
     if cfg.is_loop:
         raw.update(loop_num=cfg.loop_num, loop_window_size=cfg.loop_window_size)
     (directory / "config.json").write_text(json.dumps(raw))
     return directory
+
+
+def hf_name(model_type: str, name: str) -> str:
+    """StarCoder2 checkpoints name the MLP's projections c_fc and c_proj."""
+    if model_type != "starcoder2":
+        return name
+    return name.replace(".mlp.up_proj.", ".mlp.c_fc.").replace(".mlp.down_proj.", ".mlp.c_proj.")
 
 
 def assert_same_shard(path: Path | None, tp: TensorParallelGroup) -> None:
@@ -51,7 +58,8 @@ def assert_same_shard(path: Path | None, tp: TensorParallelGroup) -> None:
 
 
 @pytest.mark.parametrize("model_type,overrides", [("llama", {}), ("qwen2", {}), ("llama", {"tie_word_embeddings": True}),
-                                                  ("llama", {"vocab_size": 95})])  # the last rank's rows fewer
+                                                  ("llama", {"vocab_size": 95}),  # the last rank's rows fewer
+                                                  ("starcoder2", {})])
 @pytest.mark.parametrize("rank", [0, 1])
 def test_sliced_safetensors_equal_shard_of_whole_model(tmp_path, model_type, overrides, rank):
     path = save_tiny(tmp_path / "model", model_type, **overrides)

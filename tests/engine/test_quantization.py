@@ -9,7 +9,7 @@ from loopcoder.engine.quantization import QuantLinear, quantize_model, weight_by
 from .helpers import tiny_engine
 
 
-@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder"])
+@pytest.mark.parametrize("model_type", ["llama", "iquestloopcoder", "starcoder2"])
 @pytest.mark.parametrize("mode,tol", [("int8", 0.05), ("int4", 0.5)])
 def test_quantized_logits_close_to_float(model_type, mode, tol):
     engine = tiny_engine(model_type, hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
@@ -18,7 +18,8 @@ def test_quantized_logits_close_to_float(model_type, mode, tol):
     before_bytes = weight_bytes(engine.model)
     reference = engine.logits(ids)
     quantize_model(engine.model, mode, torch.float32)
-    assert sum(isinstance(m, QuantLinear) for m in engine.model.modules()) == 2 * 7 + 1
+    per_layer = 6 if model_type == "starcoder2" else 7  # StarCoder2's MLP has no gate
+    assert sum(isinstance(m, QuantLinear) for m in engine.model.modules()) == 2 * per_layer + 1
     assert weight_bytes(engine.model) < before_bytes
     quantized = engine.logits(ids)
     assert not torch.equal(quantized, reference)
@@ -34,17 +35,17 @@ def test_unknown_quantization_mode():
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4", "fp8"])
-@pytest.mark.parametrize("tied", [False, True])
-def test_quantized_while_loading_equals_quantized_after(mode, tied):
+@pytest.mark.parametrize("model_type,tied", [("llama", False), ("llama", True), ("starcoder2", True)])
+def test_quantized_while_loading_equals_quantized_after(mode, model_type, tied):
     """materialize(quant=...) quantizes each linear as its tensor arrives (the full-precision
     model never exists): the same layers and logits as quantizing the loaded model, the tied
-    LM head included."""
+    LM head included, and StarCoder2's biases (a bias may arrive after its weight)."""
     from loopcoder.engine.engine import Engine, EngineConfig
     from loopcoder.engine.loader import materialize
 
     from .helpers import tiny_config
 
-    cfg = tiny_config("llama", hidden_size=64, intermediate_size=96, tie_word_embeddings=tied)
+    cfg = tiny_config(model_type, hidden_size=64, intermediate_size=96, tie_word_embeddings=tied)
     source = materialize(cfg, torch.float32, "cpu", None, seed=3)
     source.init_random(3, 0.05)
     state = {name: p.detach().clone() for name, p in source.named_parameters()}

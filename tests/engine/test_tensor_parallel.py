@@ -45,6 +45,9 @@ TINY = {
     "qwen2": ("qwen2", {}),  # q/k/v biases
     "llama-tied": ("llama", {"tie_word_embeddings": True}),
     "loop": ("iquestloopcoder", {}),
+    # LayerNorm, biases on every projection (row-parallel ones added once, after the all-reduce),
+    # the GELU MLP without a gate, a sliding window.
+    "starcoder2": ("starcoder2", {"sliding_window": 6}),
 }
 
 
@@ -158,7 +161,7 @@ def assert_same_session(got: list[torch.Tensor], want: list[torch.Tensor], atol:
         torch.testing.assert_close(g, w, atol=atol, rtol=0, msg=lambda m: f"step {step}: {m}")
 
 
-@pytest.mark.parametrize("name", ["llama", "qwen2", "llama-tied", "loop"])
+@pytest.mark.parametrize("name", ["llama", "qwen2", "llama-tied", "loop", "starcoder2"])
 def test_two_ranks_equal_single_process(name, tmp_path):
     spec = ("tiny", name)
     result = spawn_ranks(2, spec, tmp_path)
@@ -166,11 +169,12 @@ def test_two_ranks_equal_single_process(name, tmp_path):
     assert_same_session(result["session"], reference_session(spec))
 
 
-@pytest.mark.parametrize("quant", ["int8", "fp8"])
-def test_two_quantized_ranks_stay_close_to_one_quantized_process(quant, tmp_path):
+@pytest.mark.parametrize("name,quant", [("loop", "int8"), ("loop", "fp8"), ("starcoder2", "int8")])
+def test_two_quantized_ranks_stay_close_to_one_quantized_process(name, quant, tmp_path):
     """Quantized shards: column-parallel rows quantize as in one process; a row-parallel
-    layer's per-row scales are its shard's, so the logits differ by quantization noise only."""
-    spec = ("tiny", "loop")
+    layer's per-row scales are its shard's, so the logits differ by quantization noise only
+    (and its bias, starcoder2's, is added once)."""
+    spec = ("tiny", name)
     got = spawn_ranks(2, spec, tmp_path, quant=quant)["session"]
     model = build_model(spec)
     quantize_model(model, quant, torch.float32)
@@ -233,7 +237,7 @@ def test_only_rank_zero_drives_and_only_followers_follow():
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (the device tool's x2 kinds)")
-@pytest.mark.parametrize("name", ["llama", "qwen2", "loop"])
+@pytest.mark.parametrize("name", ["llama", "qwen2", "loop", "starcoder2"])
 def test_two_gpus_over_nccl_equal_one_gpu(name, tmp_path):
     spec = ("tiny", name)
     result = spawn_ranks(2, spec, tmp_path, device="cuda")

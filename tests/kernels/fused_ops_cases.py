@@ -1,4 +1,4 @@
-"""Cases shared by the fused elementwise kernels' tests: RMSNorm (+ residual), SwiGLU's
+"""Cases shared by the fused elementwise kernels' tests: RMSNorm and LayerNorm (+ residual), SwiGLU's
 silu * up, and RoPE with the K/V store. Each compares the dispatcher's Triton path with the
 torch reference on the same inputs; `device` is "cuda" on a GPU, "cpu" under
 TRITON_INTERPRET=1 (test_triton_interpreter.py)."""
@@ -6,7 +6,7 @@ TRITON_INTERPRET=1 (test_triton_interpreter.py)."""
 import torch
 
 from loopcoder.engine.models.layers import RotaryEmbedding
-from loopcoder.kernels import rmsnorm, rope, swiglu
+from loopcoder.kernels import layernorm, rmsnorm, rope, swiglu
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
@@ -18,6 +18,20 @@ def rms_norm_case(rows, hidden, dtype, device, residual):
     r = torch.randn(rows, hidden, generator=gen).to(dtype).to(device) if residual else None
     got = rmsnorm.rms_norm_triton(x, w, 1e-5, r)
     want = rmsnorm.rms_norm_ref(x, w, 1e-5, r)
+    if residual:
+        torch.testing.assert_close(got[1], want[1], atol=0, rtol=0)  # the sum rounds the same way
+        got, want = got[0], want[0]
+    torch.testing.assert_close(got, want, atol=TOL[dtype], rtol=TOL[dtype])
+
+
+def layer_norm_case(rows, hidden, dtype, device, residual):
+    gen = torch.Generator().manual_seed(rows * 37 + hidden)
+    x = (3 + torch.randn(rows, hidden, generator=gen)).to(dtype).to(device)  # a mean to subtract
+    w = (1 + 0.1 * torch.randn(hidden, generator=gen)).to(dtype).to(device)
+    b = (0.1 * torch.randn(hidden, generator=gen)).to(dtype).to(device)
+    r = torch.randn(rows, hidden, generator=gen).to(dtype).to(device) if residual else None
+    got = layernorm.layer_norm_triton(x, w, b, 1e-5, r)
+    want = layernorm.layer_norm_ref(x, w, b, 1e-5, r)
     if residual:
         torch.testing.assert_close(got[1], want[1], atol=0, rtol=0)  # the sum rounds the same way
         got, want = got[0], want[0]

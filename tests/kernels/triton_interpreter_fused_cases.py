@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from .fused_ops_cases import rms_norm_case, rope_store_case, silu_mul_case
+from .fused_ops_cases import layer_norm_case, rms_norm_case, rope_store_case, silu_mul_case
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1")
 DTYPES = [torch.float32, torch.float16]
@@ -22,6 +22,13 @@ def forced(monkeypatch):
 @pytest.mark.parametrize("shape", [(1, 64), (5, 48), (3, 1000)])
 def test_rms_norm(shape, residual, dtype):
     rms_norm_case(*shape, dtype, "cpu", residual)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("shape", [(1, 64), (5, 48), (3, 1000)])
+def test_layer_norm(shape, residual, dtype):
+    layer_norm_case(*shape, dtype, "cpu", residual)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
