@@ -80,26 +80,32 @@ def gguf_name(hf: str) -> str:
     return f"blk.{layer}.{HF_TO_GGUF[module]}.{kind}"
 
 
+def add_model_metadata(w: gguf.GGUFWriter, dims: dict, tokens: list[str], merges: list[str], *,
+                       rope_base: float) -> None:
+    """A Llama-family file's shape and a byte-level BPE vocabulary (`dims` as TINY's keys)."""
+    w.add_block_count(dims["layers"])
+    w.add_context_length(256)
+    w.add_embedding_length(dims["hidden"])
+    w.add_feed_forward_length(dims["ffn"])
+    w.add_head_count(dims["heads"])
+    w.add_head_count_kv(dims["kv_heads"])
+    w.add_rope_freq_base(rope_base)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * len(tokens))
+    w.add_token_merges(merges)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+
+
 def write_tiny_gguf(path: Path, arch: str, sd: dict[str, np.ndarray], *, extra_meta=None,
                     extra_tensors=None) -> Path:
     """Write `sd` as llama.cpp's converter would: GGUF names, permuted q/k for llama."""
     w = gguf.GGUFWriter(path, arch)
     w.add_name("tiny")
-    w.add_block_count(TINY["layers"])
-    w.add_context_length(256)
-    w.add_embedding_length(TINY["hidden"])
-    w.add_feed_forward_length(TINY["ffn"])
-    w.add_head_count(TINY["heads"])
-    w.add_head_count_kv(TINY["kv_heads"])
-    w.add_rope_freq_base(500000.0)
-    w.add_layer_norm_rms_eps(1e-5)
+    add_model_metadata(w, TINY, TOKENS, MERGES, rope_base=500000.0)
     w.add_rope_dimension_count(TINY["head_dim"])
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list(TOKENS)
-    w.add_token_types([1] * len(TOKENS))
-    w.add_token_merges(MERGES)
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(1)
     w.add_add_bos_token(False)
     for key, (value, vtype, sub_type) in (extra_meta or {}).items():
         w.add_key_value(key, value, vtype, sub_type)

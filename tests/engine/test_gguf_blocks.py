@@ -22,7 +22,7 @@ from loopcoder.engine.quantization import QuantLinear, check_quant_device
 from loopcoder.kernels import gguf_linear as G
 
 from ..kernels.gguf_helpers import quantize
-from .test_gguf import converter_permute, gguf_name
+from .test_gguf import add_model_metadata, converter_permute, gguf_name
 
 TOKENS = ["<s>", "</s>", "h", "e", "he"] + [f"t{i}" for i in range(59)]
 MERGES = ["h e"]
@@ -63,22 +63,9 @@ def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, r
     "output", "*") to the type it is stored in (F32 where none matches); `raw` replaces
     tensors by (bytes, type)."""
     w = gguf.GGUFWriter(path, arch)
-    w.add_block_count(DIMS["layers"])
-    w.add_context_length(256)
-    w.add_embedding_length(DIMS["hidden"])
-    w.add_feed_forward_length(DIMS["ffn"])
-    w.add_head_count(DIMS["heads"])
-    w.add_head_count_kv(DIMS["kv_heads"])
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
+    add_model_metadata(w, DIMS, TOKENS, MERGES, rope_base=10000.0)
     w.add_key_length(DIMS["head_dim"])
     w.add_value_length(DIMS["head_dim"])
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list(TOKENS)
-    w.add_token_types([1] * len(TOKENS))
-    w.add_token_merges(MERGES)
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(1)
     raw = raw or {}
     for hf, t in state_dict(arch, tied).items():
         name = gguf_name(hf)
