@@ -60,6 +60,10 @@ class GGUFWeight:
     def nbytes(self) -> int:
         return self.blocks.numel()
 
+    def to(self, device: torch.device | str) -> "GGUFWeight":
+        """The same blocks on `device` (the bytes copied as they are)."""
+        return GGUFWeight(self.blocks.to(device), self.type, self.in_features)
+
 
 def gguf_type(name_or_id: str | int) -> GGUFType | None:
     """The type by ggml name ("Q4_K") or id (12), or None where it is not computed here."""

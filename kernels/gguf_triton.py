@@ -54,7 +54,7 @@ try:
 except ImportError:
     triton = None
 
-TRITON_DTYPES = (torch.bfloat16, torch.float16)
+TRITON_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 SUB_BLOCK = 32  # inputs per `_sub_block`
 # From this many rows, dequantize once and let cuBLAS multiply. A first guess between the
 # benchmark's 64 and 512 rows; benchmarks/gguf_gpu.py times both paths at each.
@@ -209,7 +209,7 @@ def gguf_triton_blocker(x: torch.Tensor, weight: GGUFWeight, bias: torch.Tensor 
     if blocker is not None:
         return blocker
     if x.dtype not in TRITON_DTYPES:
-        return f"x is {x.dtype}; the kernels take bf16/fp16 activations"
+        return f"x is {x.dtype}; the kernels take bf16/fp16/fp32 activations"
     if bias is not None and bias.dtype != x.dtype:
         return f"the bias is {bias.dtype}, x {x.dtype}"
     return None
@@ -270,12 +270,14 @@ def gguf_dequantize_triton(weight: GGUFWeight, dtype: torch.dtype, block_n: int 
 
 def gguf_linear_triton(x: torch.Tensor, weight: GGUFWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (..., K) -> (..., N): the fused kernel below CUBLAS_MIN_ROWS rows, else the weight
-    dequantized once into a scratch tensor of x's dtype and F.linear (cuBLAS)."""
+    dequantized once into a scratch tensor of x's dtype and F.linear (cuBLAS). float32 rows
+    take the fused kernel for the GEMV only: tl.dot would round them to tf32."""
     n, k = weight.shape
     flat = x.reshape(-1, k)  # (M, K)
-    if flat.shape[0] == 0:
+    rows = flat.shape[0]
+    if rows == 0:
         return x.new_empty(*x.shape[:-1], n)
-    if flat.shape[0] >= CUBLAS_MIN_ROWS:
+    if rows >= CUBLAS_MIN_ROWS or (rows > 1 and x.dtype == torch.float32):
         out = F.linear(flat, gguf_dequantize_triton(weight, x.dtype), bias)
     else:
         out = gguf_matmul(flat, weight, bias)

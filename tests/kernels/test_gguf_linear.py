@@ -183,8 +183,8 @@ def test_the_dispatcher_takes_triton_for_cuda_tensors(spy, monkeypatch):
         x = torch.randn(rows, 512, device="cuda", dtype=torch.bfloat16)
         assert rel_err(G.gguf_linear(x, w).float(), x.float() @ G.dequantize_ref(w).T) < 0.01
     assert gemv == ["gguf_matmul"] * 2 and dequantized == ["gguf_dequantize_triton"]
-    # float32 activations: the reference (the kernels take bf16/fp16)
-    assert "bf16/fp16" in T.gguf_triton_blocker(torch.randn(1, 512, device="cuda"), w)
+    # float64 activations: the reference (the kernels take bf16/fp16/fp32)
+    assert "bf16/fp16/fp32" in T.gguf_triton_blocker(torch.randn(1, 512, device="cuda", dtype=torch.float64), w)
 
 
 @cuda

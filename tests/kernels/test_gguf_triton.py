@@ -28,9 +28,9 @@ pytestmark = [
 ]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TYPES = list(G.GGUF_TYPES)
-DOT_DTYPES = [torch.float16] if INTERPRETED else [torch.bfloat16, torch.float16]
+DTYPES = [torch.float16, torch.float32] if INTERPRETED else [torch.bfloat16, torch.float16, torch.float32]
 # max |out - ref| / max |ref|: the output rounded to the dtype, and for tl.dot the weights too.
-TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5}
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +62,7 @@ CASES = [(1, 256, 32, False), (1, 512, 48, True), (3, 256, 48, True), (3, 512, 3
          (40, 512, 48, False)]
 
 
-@pytest.mark.parametrize("dtype", DOT_DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "m{}-k{}-n{}{}".format(*c[:3], "-bias" if c[3] else ""))
 @pytest.mark.parametrize("name", TYPES)
 def test_the_dispatcher_equals_the_reference(name, case, dtype):
