@@ -25,7 +25,7 @@ Three paths (`gguf_linear_triton` and `matmul_launch` pick by the rows M):
 - one row (decode): a GEMV. Each program streams BLOCK_N weight rows once, multiplies
   with FMAs into a partial sum per lane and reduces it once at the end (a 16-row
   tensor-core tile would waste 15 rows and convert every weight tile through shared
-  memory). K is cut over SPLIT_K programs, summed by float32 atomics, where the column
+  memory). K is cut over split_k programs, summed by float32 atomics, where the column
   tiles alone would leave multiprocessors idle.
 - 2 to CUBLAS_MIN_ROWS - 1 rows (batched decode, short extends): tiles of BLOCK_M rows
   (16, 32 or 64) and tl.dot; every row of a tile shares each dequantized weight tile.
@@ -144,10 +144,10 @@ if triton is not None:
         return d[:, None] * code.to(tl.float32) + _half(b + 2, rows_ok)[:, None]  # Q4_1, Q5_1
 
     @triton.jit
-    def _gguf_matmul_kernel(x, blocks, bias, out, M, N, K, stride_xm, stride_om, row_bytes,
+    def _gguf_matmul_kernel(x, blocks, bias, out, M, N, K, stride_xm, stride_om, row_bytes, split_k,
                             TYPE: tl.constexpr, BLOCK_BYTES: tl.constexpr, HAS_BIAS: tl.constexpr,
                             ATOMIC: tl.constexpr, USE_DOT: tl.constexpr, BLOCK_M: tl.constexpr,
-                            BLOCK_N: tl.constexpr, SUB_BLOCKS: tl.constexpr, SPLIT_K: tl.constexpr):
+                            BLOCK_N: tl.constexpr, SUB_BLOCKS: tl.constexpr):
         pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         rows_ok = rows < M
@@ -157,7 +157,7 @@ if triton is not None:
         x_rows = x + rows[:, None] * stride_xm  # (BLOCK_M, 1)
         lane = tl.arange(0, 32)
         subs = K // 32
-        span = tl.cdiv(tl.cdiv(subs, SPLIT_K), SUB_BLOCKS) * SUB_BLOCKS  # sub-blocks per split
+        span = tl.cdiv(tl.cdiv(subs, split_k), SUB_BLOCKS) * SUB_BLOCKS  # sub-blocks per split
         lo = pid_k * span
         hi = tl.minimum(lo + span, subs)
         if USE_DOT:
@@ -248,9 +248,9 @@ def gguf_matmul(x: torch.Tensor, weight: GGUFWeight, bias: torch.Tensor | None =
     grid = (triton.cdiv(m, launch.block_m), triton.cdiv(n, launch.block_n), launch.split_k)
     _gguf_matmul_kernel[grid](
         x, weight.blocks, out if bias is None else bias, out, m, n, k, x.stride(0), out.stride(0),
-        weight.blocks.stride(0), TYPE=weight.type.id, BLOCK_BYTES=weight.type.block_bytes, HAS_BIAS=bias is not None,
-        ATOMIC=atomic, USE_DOT=launch.use_dot, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n,
-        SUB_BLOCKS=launch.sub_blocks, SPLIT_K=launch.split_k, num_warps=launch.num_warps, num_stages=launch.num_stages,
+        weight.blocks.stride(0), launch.split_k, TYPE=weight.type.id, BLOCK_BYTES=weight.type.block_bytes,
+        HAS_BIAS=bias is not None, ATOMIC=atomic, USE_DOT=launch.use_dot, BLOCK_M=launch.block_m,
+        BLOCK_N=launch.block_n, SUB_BLOCKS=launch.sub_blocks, num_warps=launch.num_warps, num_stages=launch.num_stages,
     )
     return out.to(x.dtype) if atomic else out
 
