@@ -178,7 +178,7 @@ def test_cpu_tensors_stay_on_the_cpu_path(spy, monkeypatch):
 def test_the_dispatcher_takes_triton_for_cuda_tensors(spy, monkeypatch):
     monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
     gemv, dequantized = spy(T, "gguf_matmul"), spy(T, "gguf_dequantize_triton")
-    w = G.GGUFWeight(weight("Q4_K", 64, 512)[0].blocks.cuda(), G.GGUF_TYPES["Q4_K"], 512)
+    w = weight("Q4_K", 64, 512)[0].to("cuda")
     for rows in (1, 8, T.CUBLAS_MIN_ROWS):
         x = torch.randn(rows, 512, device="cuda", dtype=torch.bfloat16)
         assert rel_err(G.gguf_linear(x, w).float(), x.float() @ G.dequantize_ref(w).T) < 0.01
@@ -206,7 +206,7 @@ def test_triton_at_7b_shapes(name, shape):
 @cuda
 def test_a_cuda_graph_replays_the_triton_path():
     """The launches depend on the shapes only: captured once, a replay on new inputs equals eager."""
-    w = G.GGUFWeight(weight("Q6_K", 4096, 4096)[0].blocks.cuda(), G.GGUF_TYPES["Q6_K"], 4096)
+    w = weight("Q6_K", 4096, 4096)[0].to("cuda")
     for rows in (1, 8, T.CUBLAS_MIN_ROWS):
         x = torch.randn(rows, 4096, device="cuda", dtype=torch.bfloat16)
         stream = torch.cuda.Stream()
@@ -219,4 +219,5 @@ def test_a_cuda_graph_replays_the_triton_path():
             out = G.gguf_linear(x, w)
         x.copy_(torch.randn_like(x))
         graph.replay()
-        torch.testing.assert_close(out, G.gguf_linear(x, w), rtol=0, atol=0)
+        # split-K sums land in any order: equal up to a bf16 rounding, not bitwise
+        torch.testing.assert_close(out, G.gguf_linear(x, w))
