@@ -167,10 +167,12 @@ if triton is not None:
         for kb0 in range(lo, hi, SUB_BLOCKS):
             for g in tl.static_range(SUB_BLOCKS):
                 kb = kb0 + g
-                live = kb < hi  # masks of one comparison each: the interpreter turns a bool tensor & a bool scalar into ints
+                # Each mask is one comparison: Triton's interpreter turns (bool tensor & bool scalar) into ints.
+                live = kb < hi
                 w = _sub_block(blocks, w_rows, cols < tl.where(live, N, 0), kb, TYPE, BLOCK_BYTES)  # (BLOCK_N, 32)
                 if USE_DOT:
-                    xs = tl.load(x_rows + kb * 32 + lane[None, :], mask=(rows < tl.where(live, M, 0))[:, None], other=0.0)
+                    x_ok = rows < tl.where(live, M, 0)
+                    xs = tl.load(x_rows + kb * 32 + lane[None, :], mask=x_ok[:, None], other=0.0)  # (BLOCK_M, 32)
                     acc += tl.dot(xs, tl.trans(w.to(xs.dtype)))  # (BLOCK_M, 32) x (32, BLOCK_N)
                 else:
                     xs = tl.load(x + pid_m * stride_xm + kb * 32 + lane, mask=lane < tl.where(live, 32, 0), other=0.0)
