@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -44,63 +43,12 @@ from loopcoder.kernels.attention import (
 )
 from loopcoder.kernels.attention.common import LOG2E, check_decode_args, split_plan
 
+from cuda_timing import copy_bandwidth, eager_us, graph_us  # benchmarks/: the script's folder is on sys.path
+
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, WINDOW, BLOCK_SIZE = 40, 8, 128, 64, 16
 DTYPE = torch.bfloat16
 LAYER_BYTES = 512 << 20  # each case cycles over layers holding at least this much K/V
 MAX_LAYERS = 32
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def graph_us(calls: list[Callable[[], object]], replays: int = 20) -> float:
-    """Device time per call: the calls captured once in a CUDA graph, the graph replayed."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # compile and warm up off the capture
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for call in calls:
-            call()
-    graph.replay()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(1000 * start.elapsed_time(end) / len(calls))
-    return _median(times)
-
-
-def eager_us(calls: list[Callable[[], object]], reps: int = 10) -> float:
-    """Time per call of back-to-back eager calls, host work included."""
-    for call in calls:
-        call()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for call in calls:
-            call()
-        end.record()
-        end.synchronize()
-        times.append(1000 * start.elapsed_time(end) / len(calls))
-    return _median(times)
-
-
-def copy_bandwidth() -> float:
-    """Device-to-device copy of 1 GiB, bytes read + written per second (eager: a copy captured in
-    a graph became a copy-engine node and ran at two thirds of this speed on an H200)."""
-    a = torch.randint(0, 255, (1 << 30,), dtype=torch.uint8, device="cuda")
-    b = torch.empty_like(a)
-    return 2 * a.numel() / (eager_us([lambda: b.copy_(a)] * 4) * 1e-6)
 
 
 class Case:

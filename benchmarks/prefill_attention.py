@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +42,8 @@ from loopcoder.kernels.attention import (
     paged_attention_ref,
     paged_prefill_attention_triton,
 )
+
+from cuda_timing import eager_us  # benchmarks/: the script's folder is on sys.path
 
 HEAD_DIM, BLOCK_SIZE, CHUNK, WINDOW = 128, 16, 512, 64
 DTYPE = torch.bfloat16
@@ -60,18 +61,8 @@ def data_sheet_peak(name: str) -> float | None:
 
 
 def time_ms(call: Callable[[], object], reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        call()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median device-side time of one call, in ms."""
+    return eager_us([call], reps, warmup) / 1000
 
 
 def matmul_tflops(n: int = 8192) -> float:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import torch
 
+from loopcoder.kernels.dispatch import triton_import_error
 from loopcoder.kernels.gguf_linear import GGUFWeight, cpu_kernel_available, cpu_kernel_status
 
 from .config import ModelConfig
@@ -93,14 +94,16 @@ def load_model(
 ) -> Engine:
     """Load a model for the engine. `path=None` loads the embedded default model.
 
-    quant: "none", "gguf" (a GGUF file's linear layers computed from its own blocks on the
-    CPU, kernels/gguf_linear.py), "int8" or "int4" weight-only quantization of the linear
-    layers, "fp8" (e4m3 weights and activations, for Ada/Hopper GPUs; see
-    engine/quantization.py), or "auto": "gguf" for a GGUF file on the CPU where the C
-    kernels are built, else int4 with bfloat16 activations for a 4-5 bit GGUF on a CPU with
-    bfloat16 instructions, and no quantization otherwise. dtype=None picks bfloat16 for
-    quantized models and on GPUs (beside GGUF blocks: where the CPU has bfloat16), float32
-    otherwise. device "auto": cuda, else mps, else cpu (resolve_device).
+    quant: "none", "gguf" (a GGUF file's linear layers computed from its own blocks: the C
+    kernel on the CPU, Triton on a CUDA GPU, kernels/gguf_linear.py), "int8" or "int4"
+    weight-only quantization of the linear layers, "fp8" (e4m3 weights and activations, for
+    Ada/Hopper GPUs; see engine/quantization.py), or "auto": "gguf" for a GGUF file whose
+    linear layers are mostly (by bytes) in the types computed as stored, where their kernel
+    runs (the C kernels built on the CPU, triton importable on CUDA), else int4 with bfloat16
+    activations for a 4-5 bit GGUF on a CPU with bfloat16 instructions, and no quantization
+    otherwise. dtype=None picks bfloat16 for quantized models and on GPUs (beside GGUF blocks
+    on the CPU: where the CPU has bfloat16), float32 otherwise. device "auto": cuda, else
+    mps, else cpu (resolve_device).
     """
     device = resolve_device(device)
     path = default_model_path() if path is None else Path(path)
@@ -142,9 +145,13 @@ def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.devic
     computes as stored (0 for other sources)."""
     reasons = []
     cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
-    if quant == "auto" and device.type == "cpu" and blocks_share >= 0.5 and cpu_kernel_available():
+    blocks_kernel = gguf_kernel_blocker(device)
+    if quant == "auto" and blocks_share >= 0.5 and blocks_kernel is None:
         quant = "gguf"
-        reasons.append(f"gguf: the file's blocks computed as stored ({cpu_kernel_status()})")
+        reasons.append(f"gguf: the file's blocks computed as stored ({gguf_kernel_status(device)})")
+    elif quant == "auto" and device.type == "cuda" and blocks_share >= 0.5:
+        quant = "none"
+        reasons.append(f"no quantization: the GGUF blocks' GPU kernels cannot run ({blocks_kernel})")
     elif quant == "auto":
         quant = "int4" if device.type == "cpu" and low_bit_source and cpu_bf16 else "none"
         if device.type != "cpu":
@@ -158,7 +165,10 @@ def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.devic
                            "which int4 needs to be fast")
     else:
         reasons.append(f"{quant} as asked" if quant != "none" else "no quantization, as asked")
-    if dtype is None and quant == "gguf":
+    if dtype is None and quant == "gguf" and device.type == "cuda":
+        dtype = torch.bfloat16
+        reasons.append("bfloat16: activations and KV cache, the GPU default")
+    elif dtype is None and quant == "gguf":
         # Decode runs alike in either (the kernels take both); prefill chunks are float GEMMs on
         # the dequantized blocks, 1.8x faster in bfloat16 where the CPU has it (notes, 2026-12-07).
         dtype = torch.bfloat16 if cpu_bf16 else torch.float32
@@ -175,6 +185,21 @@ def resolve_precision(quant: str, dtype: torch.dtype | None, device: torch.devic
 
 
 CPU_BF16_FLAGS = "avx512_bf16 or AMX"
+
+
+def gguf_kernel_blocker(device: torch.device) -> str | None:
+    """Why no kernel computes GGUF blocks on `device` (None: one does): the C kernel on the
+    CPU, Triton on CUDA."""
+    if device.type == "cpu":
+        return None if cpu_kernel_available() else cpu_kernel_status()
+    if device.type == "cuda":
+        error = triton_import_error()
+        return None if error is None else f"triton is not importable ({error})"
+    return f"no kernel computes GGUF blocks on {device.type}"
+
+
+def gguf_kernel_status(device: torch.device) -> str:
+    return cpu_kernel_status() if device.type == "cpu" else "Triton, dequantized in the matmul"
 
 
 def cpu_has_bf16() -> bool:
@@ -255,8 +280,7 @@ def _quantize_pending(weights: Iterable[tuple[str, torch.Tensor]], model: LlamaF
         parent, attr, linear = target
         if tuple(tensor.shape) != linear.weight_shape:
             raise ModelLoadError(f"tensor {raw_name!r} has shape {tuple(tensor.shape)}, expected {linear.weight_shape}")
-        if not isinstance(tensor, GGUFWeight):
-            tensor = tensor.to(device=device, dtype=dtype)
+        tensor = tensor.to(device) if isinstance(tensor, GGUFWeight) else tensor.to(device=device, dtype=dtype)
         setattr(parent, attr, quantized(tensor, layer, quant, dtype, linear))
         if taken is not None:
             taken.add(name)

@@ -19,8 +19,9 @@ from loopcoder.kernels.quant_linear import INT4_GROUP, Int4Weight, Int8Weight, q
 
 from .errors import InvalidRequestError
 
-# "gguf": the linear layers keep a GGUF file's own blocks (kernels/gguf_linear.py), never
-# quantized again; layers stored in other types stay in the model's dtype.
+# "gguf": the linear layers keep a GGUF file's own blocks (kernels/gguf_linear.py: the C kernel
+# on the CPU, Triton on CUDA), never quantized again; layers stored in other types stay in the
+# model's dtype.
 QUANT_MODES = ("none", "int8", "int4", "fp8", "gguf")
 
 
@@ -69,9 +70,9 @@ def quantize_model(model: nn.Module, mode: str, dtype: torch.dtype) -> nn.Module
 def check_quant_device(mode: str, device: torch.device) -> None:
     if mode not in QUANT_MODES:
         raise InvalidRequestError(f"quantization {mode!r} is not one of {', '.join(QUANT_MODES)}")
-    if mode == "gguf" and device.type != "cpu":
-        raise InvalidRequestError(f"--quant gguf computes a GGUF file's blocks on the CPU, not on {device.type}; "
-                                  "use --quant none (or fp8 on Ada/Hopper) there")
+    if mode == "gguf" and device.type not in ("cpu", "cuda"):
+        raise InvalidRequestError(f"--quant gguf computes a GGUF file's blocks on the CPU or a CUDA GPU, not on "
+                                  f"{device.type}; use --quant none there")
     if mode == "fp8" and device.type == "mps":
         raise InvalidRequestError("--quant fp8 runs on CUDA GPUs of compute capability 8.9 or newer; MPS has no "
                                   "float8 matrix products: use --quant none, int8 or int4 on mps")

@@ -91,8 +91,8 @@ def check_launch(config: ModelConfig, world_size: int, device: str, quant: str) 
     if quant not in ("auto", *QUANT_MODES):
         raise ModelLoadError(f"--quant {quant!r} is not one of auto, {', '.join(QUANT_MODES)}")
     if quant == "gguf":
-        raise ModelLoadError("--quant gguf computes a GGUF file's blocks in one process; with --tensor-parallel use "
-                             "none, int8, int4 or fp8")
+        raise ModelLoadError("--quant gguf computes a GGUF file's blocks in one process (on the CPU or one GPU); "
+                             "with --tensor-parallel use none, int8, int4 or fp8")
     if kind.type == "cpu":
         return "gloo"
     if kind.type != "cuda":

@@ -16,12 +16,16 @@ import pytest
 import torch
 
 from loopcoder.engine import loader
+from loopcoder.engine.cuda_graphs import GRAPHS_ENV
 from loopcoder.engine.errors import InvalidRequestError, ModelLoadError, UnsupportedModelError
 from loopcoder.engine.loader import load_model, resolve_precision
+from loopcoder.engine.parallel.launch import check_launch
 from loopcoder.engine.quantization import QuantLinear, check_quant_device
+from loopcoder.engine.sampling import SamplingParams
 from loopcoder.kernels import gguf_linear as G
 
 from ..kernels.gguf_helpers import quantize
+from .helpers import tiny_config
 from .test_gguf import add_model_metadata, converter_permute, gguf_name
 
 TOKENS = ["<s>", "</s>", "h", "e", "he"] + [f"t{i}" for i in range(59)]
@@ -211,8 +215,38 @@ def test_gguf_needs_a_gguf_file_and_the_cpu(tmp_path):
                                                  '"num_key_value_heads": 2, "vocab_size": 64}')
     with pytest.raises(ModelLoadError, match="not a GGUF file"):
         load_model(tmp_path / "hf", quant="gguf")
-    with pytest.raises(InvalidRequestError, match="on the CPU, not on meta"):
+    with pytest.raises(InvalidRequestError, match="on the CPU or a CUDA GPU, not on meta"):
         check_quant_device("gguf", torch.device("meta"))
+    check_quant_device("gguf", torch.device("cuda"))  # the Triton kernels (no GPU needed to say so)
+
+
+def test_auto_picks_the_blocks_on_a_gpu_where_triton_runs(monkeypatch):
+    """On CUDA as on the CPU: the blocks where most linear bytes are in types computed as
+    stored, with bfloat16 activations; without triton, the float path, saying why."""
+    gpu = torch.device("cuda")  # resolve_precision reads only its type
+    monkeypatch.setattr(loader, "triton_import_error", lambda: None)
+    quant, dtype, reason = resolve_precision("auto", None, gpu, True, 0.9)
+    assert (quant, dtype) == ("gguf", torch.bfloat16) and "Triton" in reason
+    assert resolve_precision("auto", None, gpu, True, 0.3)[:2] == ("none", torch.bfloat16)
+    assert resolve_precision("gguf", torch.float16, gpu, True, 0.3)[:2] == ("gguf", torch.float16)
+    monkeypatch.setattr(loader, "triton_import_error", lambda: "No module named 'triton'")
+    quant, _, reason = resolve_precision("auto", None, gpu, True, 0.9)
+    assert quant == "none" and "triton is not importable" in reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["Q4_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"])
+def test_blocks_on_the_gpu_compute_the_files_weights(tmp_path, kind):
+    """--quant gguf on CUDA: the blocks stay on the card (Triton dequantizes them in the
+    matmul) and the logits are those of the file in float32, up to bfloat16 activations."""
+    path = write(tmp_path / "m.gguf", "qwen2", {"*": kind, "token_embd": "F32", "output": "Q6_K"})
+    floats, _ = logits_of(path, "none")
+    engine = load_model(path, device="cuda", quant="auto", dtype=None)
+    assert engine.config.dtype == torch.bfloat16 and "Triton" in engine.config.precision
+    layers = gguf_layers(engine)
+    assert len(layers) == 4 * DIMS["layers"] + 1 and all(w.blocks.is_cuda for w in layers.values())
+    blocks = engine.logits(IDS).float().cpu()
+    assert rel_err(blocks, floats) < 0.05, kind
 
 
 def test_a_type_nobody_reads_fails_before_any_weight(tmp_path):
@@ -236,3 +270,27 @@ def test_bf16_detection_asks_torch_not_proc_cpuinfo(monkeypatch):
     monkeypatch.setenv("LOOPCODER_CPU_BF16", "yes")
     with pytest.raises(ModelLoadError, match="use 0 or 1"):
         loader.cpu_has_bf16()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_blocks_on_the_gpu_decode_through_cuda_graphs(tmp_path, monkeypatch):
+    """A Q4_K_M-like mix on CUDA: decode steps and an edit's re-prefill replay captured
+    graphs (the Triton launches depend on shapes only) and give the eager steps' tokens."""
+    types = {"*": "Q4_K", "attn_v": "Q6_K", "ffn_down": "Q6_K", "token_embd": "Q8_0"}
+    path = write(tmp_path / "m.gguf", "llama", types, tied=True)
+    results = {}
+    for graphs in ("0", "1"):
+        monkeypatch.setenv(GRAPHS_ENV, graphs)
+        engine = load_model(path, device="cuda", quant="gguf", dtype=None)
+        doc = IDS * 3
+        results[graphs] = [engine.generate_for("d", ids, SamplingParams(max_new_tokens=8, ignore_eos=True)).token_ids
+                           for ids in (doc, doc[:20] + [7, 8] + doc[20:])]
+        if graphs == "1":
+            assert engine.stats()["graph_replays"] > 0, engine.stats()
+    assert results["1"] == results["0"]
+
+
+def test_tensor_parallel_refuses_the_blocks():
+    """The blocks are computed in one process; a sharded launch says which modes it takes."""
+    with pytest.raises(ModelLoadError, match=r"in one process \(on the CPU or one GPU\).*none, int8, int4 or fp8"):
+        check_launch(tiny_config(), 2, "cpu", "gguf")

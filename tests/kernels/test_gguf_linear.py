@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from loopcoder.kernels import gguf_linear as G
+from loopcoder.kernels import gguf_triton as T
 
 from .gguf_helpers import quantize, random_blocks
 
@@ -155,3 +156,68 @@ def test_without_the_kernel_the_reference_computes(tmp_path):
     env = {**os.environ, "LOOPCODER_CPU_KERNELS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "turned off by LOOPCODER_CPU_KERNELS=0" in out and out.strip().endswith("0.0")
+
+
+# -- the GPU path (kernels/gguf_triton.py; its kernels per type: test_gguf_triton.py) ----------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_cpu_tensors_stay_on_the_cpu_path(spy, monkeypatch):
+    """Automatic dispatch never takes Triton for CPU tensors, and says why it could not."""
+    monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    calls = spy(T, "gguf_matmul")
+    w, _ = weight("Q4_K", 16, 256)
+    x = torch.randn(1, 256)
+    assert rel_err(G.gguf_linear(x, w), x @ G.dequantize_ref(w).T) < 0.02
+    assert calls == []
+    assert "CUDA tensors" in T.gguf_triton_blocker(x.bfloat16(), w)
+
+
+@cuda
+def test_the_dispatcher_takes_triton_for_cuda_tensors(spy, monkeypatch):
+    monkeypatch.delenv("LOOPCODER_KERNELS", raising=False)
+    gemv, dequantized = spy(T, "gguf_matmul"), spy(T, "gguf_dequantize_triton")
+    w = weight("Q4_K", 64, 512)[0].to("cuda")
+    for rows in (1, 8, T.CUBLAS_MIN_ROWS):
+        x = torch.randn(rows, 512, device="cuda", dtype=torch.bfloat16)
+        assert rel_err(G.gguf_linear(x, w).float(), x.float() @ G.dequantize_ref(w).T) < 0.01
+    assert gemv == ["gguf_matmul"] * 2 and dequantized == ["gguf_dequantize_triton"]
+    # float64 activations: the reference (the kernels take bf16/fp16/fp32)
+    assert "bf16/fp16/fp32" in T.gguf_triton_blocker(torch.randn(1, 512, device="cuda", dtype=torch.float64), w)
+
+
+@cuda
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("shape", [(4096, 4096), (22016, 4096), (4096, 11008)])
+def test_triton_at_7b_shapes(name, shape):
+    """A 7B layer's shapes at decode, batch and prefill rows: the launch heuristic's tilings
+    and K splits, against the float32 product of the blocks."""
+    n, k = shape
+    gen = np.random.default_rng(n + k)
+    w = G.GGUFWeight(torch.from_numpy(random_blocks(name, n, k, gen)).cuda(), G.GGUF_TYPES[name], k)
+    dense = G.dequantize_ref(w)
+    for rows in (1, 3, 40, 512):
+        x = torch.randn(rows, k, device="cuda").bfloat16()
+        out = G.gguf_linear(x, w)
+        assert out.dtype == torch.bfloat16 and rel_err(out.float(), x.float() @ dense.T) < 0.01, rows
+
+
+@cuda
+def test_a_cuda_graph_replays_the_triton_path():
+    """The launches depend on the shapes only: captured once, a replay on new inputs equals eager."""
+    w = weight("Q6_K", 4096, 4096)[0].to("cuda")
+    for rows in (1, 8, T.CUBLAS_MIN_ROWS):
+        x = torch.randn(rows, 4096, device="cuda", dtype=torch.bfloat16)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            G.gguf_linear(x, w)  # compiles the kernels outside the capture
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = G.gguf_linear(x, w)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        # split-K sums land in any order: equal up to a bf16 rounding, not bitwise
+        torch.testing.assert_close(out, G.gguf_linear(x, w))

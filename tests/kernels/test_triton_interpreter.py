@@ -2,7 +2,8 @@
 
 Triton chooses between compiling and interpreting when triton.language is first
 imported, and the rest of the suite has imported it by now: the cases
-(triton_interpreter_cases.py) run in a fresh pytest process with TRITON_INTERPRET=1.
+(triton_interpreter_cases.py, ..._fused_cases.py, and test_gguf_triton.py, which also
+runs compiled on a GPU) run in a fresh pytest process with TRITON_INTERPRET=1.
 """
 
 import importlib.metadata
@@ -14,14 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-CASES = [Path(__file__).with_name(name) for name in ("triton_interpreter_cases.py", "triton_interpreter_fused_cases.py")]
+CASES = {"attention-and-fused": ("triton_interpreter_cases.py", "triton_interpreter_fused_cases.py"),
+         "gguf": ("test_gguf_triton.py",)}
 
 
 def version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in importlib.metadata.version(name).split(".")[:2])
 
 
-def test_kernels_under_the_interpreter():
+@pytest.mark.parametrize("cases", CASES)
+def test_kernels_under_the_interpreter(cases):
     pytest.importorskip("triton")
     if torch.cuda.is_available():
         pytest.skip("CUDA is present: the GPU tests run the compiled kernels")
@@ -31,8 +34,9 @@ def test_kernels_under_the_interpreter():
         pytest.skip("this triton's interpreter fails under numpy >= 2.4: needs triton >= 3.9")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("LOOPCODER_KERNELS", None)
+    files = [str(Path(__file__).with_name(name)) for name in CASES[cases]]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, CASES)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
         cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
