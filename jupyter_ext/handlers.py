@@ -243,7 +243,7 @@ class ScaffoldHandler(LoopcoderHandler):
         relative = folder.resolve().relative_to(root).as_posix()
         self.finish(json.dumps({
             "folder": relative, "files": [p.resolve().relative_to(root).as_posix() for p in paths],
-            "run": f"cd {relative} && {app.run}", "spec": app.spec.as_json(), "repairs": app.repairs}))
+            "run": f"cd {relative} && {app.run}", "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}))
 
 
 class StatsHandler(LoopcoderHandler):

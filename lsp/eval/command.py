@@ -1,4 +1,5 @@
-"""`loopcoder eval`: HumanEval pass@1 of the completions an editor would get, run in the sandbox.
+"""`loopcoder eval`: HumanEval pass@1 of the completions an editor would get, run in the sandbox;
+`--kinds scaffold`: the fields, types and choices of form specs against the sentences that asked for them.
 
 The arguments are checked and the tasks built before the model loads, so a typo fails
 in a fraction of a second. Backends as everywhere: the running engine daemon or the model
@@ -12,13 +13,14 @@ import argparse
 import os
 import sys
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.hardware import cpu_model
 
-from .tasks import KINDS, Task, build_tasks, parse_kinds, select
+from .tasks import KINDS, SCAFFOLD, Task, build_tasks, parse_kinds, select
 
 DEFAULT_OUT = Path("loopcoder-eval.jsonl")
 DEFAULT_TIMEOUT_S = 10.0
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_backend_arguments(p)
     p.add_argument("--kinds", default=",".join(KINDS),
-                   help=f"comma-separated task kinds out of {', '.join(KINDS)} (default: all)")
+                   help=f"comma-separated task kinds out of {', '.join(KINDS)} (default: all of these); or "
+                        f"{SCAFFOLD} alone: sentences to form specs (docs/scaffold.md)")
     p.add_argument("--limit", type=int, default=None,
                    help="at most this many tasks of each kind, a subset picked by --seed (default: every task)")
     p.add_argument("--seed", type=int, default=0, help="picks the --limit subset (default: 0)")
@@ -37,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fills.add_argument("--raw", action="store_true",
                        help="send the bare prompt to the engine: no prompt building, token healing, dedent stop "
                             "or post-processing (measures what the editor path adds or loses)")
+    fills.add_argument("--no-model", action="store_true",
+                       help=f"--kinds {SCAFFOLD}: read the sentences without the model (open types become text)")
     fills.add_argument("--canonical", action="store_true",
                        help="fill every hole with the reference solution, no model: checks the tasks and the "
                             "sandbox (every task should pass)")
@@ -67,6 +72,10 @@ def run(args: argparse.Namespace, load_engine: Callable[[], object]) -> int:
     from .fills import EditorFill, RawFill, canonical_fill
     from .runner import EvalRun, limits_for, run_eval
 
+    if parse_kinds(args.kinds) == (SCAFFOLD,):
+        return run_scaffold(args, load_engine)
+    if args.no_model:
+        raise InvalidRequestError(f"--no-model is for --kinds {SCAFFOLD}; --canonical runs HumanEval without a model")
     tasks = prepare(args)
     limits = limits_for(args.timeout)
     if args.canonical:
@@ -83,6 +92,22 @@ def run(args: argparse.Namespace, load_engine: Callable[[], object]) -> int:
         if hasattr(fill, "close"):
             fill.close()
     print(f"per-task results: {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_scaffold(args: argparse.Namespace, load_engine: Callable[[], object]) -> int:
+    """The scaffold sentences, the model loaded once and only if a sentence leaves something open."""
+    from .scaffold import load_sentences, run_scaffold_eval
+
+    items = load_sentences()
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise InvalidRequestError(f"--limit must be a positive number of sentences, not {args.limit}")
+        items = items[: args.limit]
+    engine = None if args.no_model else lru_cache(maxsize=1)(load_engine)
+    model = "no model" if args.no_model else f"{args.model or 'default SmolLM2-135M-Instruct Q4_1 GGUF'} where open"
+    run_scaffold_eval(items, engine, f"Scaffold sentences: {model}", out=args.out)
+    print(f"per-sentence results: {args.out}", file=sys.stderr)
     return 0
 
 

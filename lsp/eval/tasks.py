@@ -38,6 +38,8 @@ from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 
 GENERATION, SINGLE_LINE, MULTI_LINE = "generation", "single-line", "multi-line"
 KINDS = (GENERATION, SINGLE_LINE, MULTI_LINE)
+SCAFFOLD = "scaffold"  # not a HumanEval kind: sentences to form specs (scaffold.py), scored on its own
+ALL_KINDS = KINDS + (SCAFFOLD,)
 MAX_BLOCK_LINES = 4
 BLOCKS_PER_PROBLEM = 2
 BLOCK_SEED = "loopcoder-multi-line-v1"  # changing it changes every multi-line task: don't
@@ -78,13 +80,16 @@ class Task:
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    """'generation,single-line' -> the kinds in KINDS order; raises on an unknown or empty list."""
+    """'generation,single-line' -> the kinds in ALL_KINDS order; raises on an unknown or empty list, and on
+    scaffold beside a HumanEval kind (it has its own scores)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in KINDS]
+    unknown = [name for name in names if name not in ALL_KINDS]
     if unknown or not names:
         raise InvalidRequestError(f"unknown task kind(s) {', '.join(map(repr, unknown)) or '(none given)'}: "
-                                  f"choose from {', '.join(KINDS)}")
-    return tuple(kind for kind in KINDS if kind in names)
+                                  f"choose from {', '.join(ALL_KINDS)}")
+    if SCAFFOLD in names and len(set(names)) > 1:
+        raise InvalidRequestError("--kinds scaffold is scored on its own: run it apart from the HumanEval kinds")
+    return tuple(kind for kind in ALL_KINDS if kind in names)
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
     scaffold.check_folder(folder, force)
     settings, description, spec = ls.settings, arg.get("description", ""), arg.get("spec")
     ticket = ls.requests.begin(f"scaffold:{folder}")
-    async with Progress(ls, "loopcoder: designing the form", scaffold.describe.MAX_NEW_TOKENS) as progress:
+    async with Progress(ls, "loopcoder: designing the form", scaffold.MAX_NEW_TOKENS) as progress:
         app = await ls.in_worker(ticket, lambda: scaffold.build(description, spec, lambda: ls.engine.get(settings),
                                                                 ticket.cancelled, progress.tokens))
     paths = scaffold.planned_paths(folder, app.files, force)
@@ -41,7 +41,7 @@ async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
         edit=types.WorkspaceEdit(document_changes=changes), label=f"loopcoder: scaffold {app.spec.title}"))
     return {"applied": bool(response.applied), "failureReason": response.failure_reason, "folder": folder.as_uri(),
             "files": [p.as_uri() for p in paths], "run": f"cd {folder} && {app.run}", "api": scaffold.API,
-            "spec": app.spec.as_json(), "repairs": app.repairs}
+            "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}
 
 
 def _scaffold_argument(args: tuple) -> dict:

@@ -1,7 +1,7 @@
 """Low-code form scaffolding: one sentence to a running form app (issue 7; docs/scaffold.md).
 
-    sentence --model, JSON schema--> form spec --jinja2--> SQLite DDL, SQLAlchemy model,
-                                     (spec.py)             FastAPI API, HTML form, tests, README
+    sentence --read (sentence.py, lexicon.json)--> form spec --jinja2--> SQLite DDL, SQLAlchemy model,
+             + the model, for what it leaves open     (spec.py)            FastAPI API, HTML form, tests, README
 
 Editor-neutral (no pygls): `loopcoder scaffold` and the LSP command `loopcoder.scaffoldForm`
 both call `build` and then write or send its files.
@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from loopcoder.engine.api import CancelCheck, EngineAPI
-from loopcoder.engine.errors import InvalidRequestError
 
-from .describe import MAX_NEW_TOKENS, spec_from_description
+from .describe import MAX_NEW_TOKENS, Described, describe
 from .output import ScaffoldTargetError, planned_paths, target_folder, write_files
 from .render import API, FILE_NAMES, MANIFEST, RUN, render_app, run_command
+from .sentence import NoFieldsError, StatedField, StatedForm, read_sentence
 from .spec import FIELD_TYPES, FormField, FormSpec, LoadedSpec, SpecError, load_spec, spec_json_schema
 
-__all__ = ["API", "FIELD_TYPES", "MANIFEST", "RUN", "FormField", "FormSpec", "LoadedSpec", "Scaffold",
-           "ScaffoldTargetError", "SpecError", "build", "check_folder", "load_spec", "planned_paths", "render_app", "run_command",
-           "spec_from_description", "spec_json_schema", "target_folder", "write_files"]
+__all__ = ["API", "FIELD_TYPES", "MANIFEST", "MAX_NEW_TOKENS", "RUN", "Described", "FormField", "FormSpec", "LoadedSpec", "NoFieldsError",
+           "Scaffold", "ScaffoldTargetError", "SpecError", "StatedField", "StatedForm", "build", "check_folder",
+           "describe", "load_spec", "planned_paths", "read_sentence", "render_app", "run_command", "spec_json_schema",
+           "target_folder", "write_files"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Scaffold:
     spec: FormSpec
     repairs: list[str]  # names the spec's author gave that were changed to safe ones
     files: dict[str, str]  # relative POSIX path -> text, the manifest included
+    notes: tuple[str, ...] = ()  # what the sentence stated that the spec does not hold, and defaults taken
 
     @property
     def run(self) -> str:
@@ -48,13 +50,12 @@ def build(description: str = "", spec: Any = None, engine: Callable[[], EngineAP
           max_new_tokens: int = MAX_NEW_TOKENS) -> Scaffold:
     """The app for a spec (JSON data or text; the model is not used) or else for a description.
 
-    `engine` is called only when the model is needed, so a spec never loads a model.
+    `engine` is called only when the sentence leaves something open, so a spec, or a sentence
+    that states every field's type, never loads a model.
     """
     if spec is not None:
         loaded = load_spec(spec)
-    elif engine is None:
-        raise InvalidRequestError("scaffolding from a description needs a model; or give a spec")
-    else:
-        loaded = spec_from_description(engine(), description, cancelled=cancelled, progress=progress,
-                                       max_new_tokens=max_new_tokens)
-    return Scaffold(loaded.spec, loaded.repairs, render_app(loaded.spec))
+        return Scaffold(loaded.spec, loaded.repairs, render_app(loaded.spec))
+    described = describe(description, engine, cancelled=cancelled, progress=progress, max_new_tokens=max_new_tokens)
+    loaded = described.loaded
+    return Scaffold(loaded.spec, loaded.repairs, render_app(loaded.spec), described.notes)

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
     def engine() -> EngineAPI:
         _say("loading the model")
         loaded = load_engine()
-        _say("writing the form spec")
+        _say("asking the model for what the sentence leaves open")
         return loaded
 
     progress = _TokenProgress() if spec_source is None else None
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
         progress.done()
     for line in app.repairs:
         _say(f"renamed {line}")
+    for note in app.notes:  # nothing stated is dropped silently
+        _say(f"note: {note}")
     fields = ", ".join(f"{f.name} ({f.type})" for f in app.spec.fields)
     _say(f"spec: {app.spec.title!r}, {len(app.spec.fields)} fields: {fields}")
     write_files(folder, app.files, args.force, progress=lambda path: _say(f"wrote {path}"))
@@ -99,4 +101,5 @@ class _TokenProgress:
     def done(self) -> None:
         if self.tty:
             print("\r", end="", file=sys.stderr)
-        _say(f"the model wrote the spec in {self.count} tokens")
+        if self.count:
+            _say(f"the model answered in {self.count} tokens")

@@ -1,168 +1,176 @@
-"""A sentence to a form spec, through the model under a JSON schema.
+"""A sentence to a form spec: what the sentence states, then the model for what it leaves open.
 
-The model answers under GENERATION_SCHEMA with the engine's JSON-constrained decoding
-(`EngineAPI.generate_json`, llguidance in engine/sampling/grammar.py): every token the
-schema forbids is masked, so the answer always parses and has the spec's shape. We use
-llguidance because it is already the engine's grammar library and its wheel has no
-Python dependencies (xgrammar would pull in transformers). The schema is a subset of the
-spec's: labels, names, types, required flags and choices, the parts a sentence says;
-`normalize_answer` then settles what a schema cannot (a choice without options, names
-that clash) and `load_spec` validates the result like any hand-written spec.
+`read_sentence` (sentence.py) reads the title, the fields, their choices and, through the
+lexicon, most of their types, before any model is asked. Only when a field's type or the
+title is left open is the model asked, under a JSON schema built for this sentence
+(`answer_schema`): every stated label is a `const`, in order, and the array has exactly
+that many items, so the model cannot drop, rename or add a field; a stated type is a
+`const` too. The model writes each field's English `name`, and the type (and choices)
+of the open fields only. The engine's JSON-constrained decoding (`EngineAPI.generate_json`,
+llguidance in engine/sampling/grammar.py) masks every token the schema forbids. llguidance
+is already the engine's grammar library and its wheel has no Python dependencies (xgrammar
+would pull in transformers).
 
-The prompt shows one Chinese and one English exchange: labels stay in the user's
-language, names are English snake_case.
+Without the model (every type stated, or no engine), names come from the labels
+(identifiers.py: pinyin for Chinese) and an open field is text, which a note says.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from loopcoder.engine.api import CancelCheck, EngineAPI, Priority
-from loopcoder.engine.errors import InvalidRequestError
 from loopcoder.engine.sampling import SamplingParams
 
 from ..prompts import chat_ids, token_counter
+from .identifiers import safe_identifier
+from .lexicon import CODE_MAX_LENGTH, spec_type
+from .sentence import StatedField, StatedForm, read_sentence
 from .spec import FIELD_TYPES, LoadedSpec, load_spec
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_NEW_TOKENS = 1200
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
-GENERATION_SCHEMA: dict[str, Any] = {  # generation_schema() caps `fields` per description
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "minLength": 1, "maxLength": 60},
-        "entity": {"type": "string", "pattern": _NAME_PATTERN},
-        "fields": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 16,
-            "items": {
-                "type": "object",
-                "properties": {
-                    # The label comes first: the model writes the user's word, then its English name.
-                    "label": {"type": "string", "minLength": 1, "maxLength": 40},
-                    "name": {"type": "string", "pattern": _NAME_PATTERN},
-                    "type": {"enum": list(FIELD_TYPES)},
-                    "required": {"type": "boolean"},
-                    "choices": {"type": "array", "maxItems": 10,
-                                "items": {"type": "string", "minLength": 1, "maxLength": 30}},
-                },
-                "required": ["label", "name", "type", "required", "choices"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    "required": ["title", "entity", "fields"],
-    "additionalProperties": False,
-}
-
-_LIST_SEPARATORS = re.compile(r"[、,，;；]|\s+and\s+|\s+or\s+|[和及与]")
-
-
-def listed_items(description: str) -> int:
-    """How many things the sentence lists: "...包含日期、编号、故障类型、处理人" has 5 parts (the lead-in counts)."""
-    return len([part for part in _LIST_SEPARATORS.split(description) if part.strip()])
-
-
-def generation_schema(description: str) -> dict[str, Any]:
-    """GENERATION_SCHEMA with at most one field more than the sentence lists (and at least 3).
-
-    A small model that has written every field it was asked for tends to go on repeating
-    them; the cap ends the list, and `normalize_answer` drops the repeats within it.
-    """
-    schema = copy.deepcopy(GENERATION_SCHEMA)
-    cap = max(3, min(schema["properties"]["fields"]["maxItems"], listed_items(description) + 1))
-    schema["properties"]["fields"]["maxItems"] = cap
-    return schema
-
-
 SYSTEM = (
-    "You design data-entry forms. Turn the user's description into a JSON form spec. Keep every label in the "
-    "user's language, exactly as the user wrote it. Give each field an English snake_case `name`. Pick the type "
-    "from: " + ", ".join(FIELD_TYPES) + ". Use choice with a short list of `choices` when the values come from a "
-    "fixed set (otherwise `choices` is []). Mark a field required when the form is useless without it. Answer "
-    "with JSON only."
+    "You design data-entry forms. Turn the user's description into a JSON form spec. Keep every label exactly as "
+    "the user wrote it. Give each field an English snake_case `name`. Where a field's type is open, pick it from: "
+    + ", ".join(FIELD_TYPES) + "; use choice with a short list of `choices` when the values come from a fixed set "
+    "(otherwise `choices` is []). Answer with JSON only."
 )
 
+ExampleField = tuple[str, str, str, "list[str] | None"]  # label, name, type, choices (None: the type was stated)
 
-def _example(title: str, entity: str, fields: list[tuple[str, str, str, bool, list[str]]]) -> str:
+
+def _example(title: str, entity: str, fields: list[ExampleField]) -> str:
     return json.dumps({"title": title, "entity": entity, "fields": [
-        {"label": label, "name": name, "type": type_, "required": required, "choices": choices}
-        for label, name, type_, required, choices in fields]}, ensure_ascii=False, separators=(", ", ": "))
+        {"label": label, "name": name, "type": type_, **({} if choices is None else {"choices": choices})}
+        for label, name, type_, choices in fields]}, ensure_ascii=False, separators=(", ", ": "))
 
 
 EXAMPLES = (
-    ("做一个访客登记表,记录姓名、手机号、来访时间、来访事由和是否预约",
+    ("做一个访客登记表,记录姓名、手机号、来访时间、来访目的和是否预约",
      _example("访客登记", "visitor", [
-         ("姓名", "name", "text", True, []),
-         ("手机号", "phone", "phone", True, []),
-         ("来访时间", "visit_time", "datetime", True, []),
-         ("来访事由", "reason", "choice", False, ["面试", "送货", "会议", "其他"]),
-         ("是否预约", "has_appointment", "boolean", False, []),
+         ("姓名", "name", "text", None),
+         ("手机号", "phone", "phone", None),
+         ("来访时间", "visit_time", "datetime", None),
+         ("来访目的", "purpose", "choice", ["面试", "送货", "会议", "其他"]),
+         ("是否预约", "has_appointment", "boolean", None),
      ])),
-    ("A form to sign up for a workshop: full name, email, number of seats, dietary preference, and comments",
+    ("A form to sign up for a workshop: full name, email, number of seats, dietary preference, and t-shirt",
      _example("Workshop sign-up", "signup", [
-         ("Full name", "full_name", "text", True, []),
-         ("Email", "email", "email", True, []),
-         ("Number of seats", "seats", "integer", True, []),
-         ("Dietary preference", "dietary_preference", "choice", False, ["None", "Vegetarian", "Vegan"]),
-         ("Comments", "comments", "long_text", False, []),
+         ("full name", "full_name", "text", None),
+         ("email", "email", "email", None),
+         ("number of seats", "seats", "integer", None),
+         ("dietary preference", "dietary_preference", "choice", ["None", "Vegetarian", "Vegan"]),
+         ("t-shirt", "t_shirt", "text", []),
      ])),
 )
 
 Progress = Callable[[int], None]  # tokens generated so far
 
 
-def spec_from_description(engine: EngineAPI, description: str, cancelled: CancelCheck | None = None,
-                          progress: Progress | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> LoadedSpec:
-    """The form spec a sentence describes, written by the model under GENERATION_SCHEMA and validated."""
-    description = " ".join(description.split())
-    if not description:
-        raise InvalidRequestError("describe the form in a sentence, e.g. \"a form to record equipment repairs with "
-                                  "date, id, fault type and handler\"")
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidRequestError(f"the description is {len(description)} characters; keep it under "
-                                  f"{MAX_DESCRIPTION_CHARS}, one or two sentences")
-    ids = chat_ids(engine, SYSTEM, "", description, examples=EXAMPLES)
-    answer, _ = engine.generate_json("<scaffold>", ids, generation_schema(description),
-                                     SamplingParams(max_new_tokens=max_new_tokens),
-                                     on_token=token_counter(progress), cancelled=cancelled, priority=Priority.ACTION)
-    return load_spec(normalize_answer(answer))
+@dataclass(frozen=True)
+class Described:
+    """A sentence's spec, with how each field's type was decided and what was not understood."""
+
+    loaded: LoadedSpec
+    kinds: tuple[str, ...]  # per spec field: its lexicon kind ("code" included), "choice", or the model's type
+    reasons: tuple[str, ...]  # per spec field: why that kind ("lexicon: 日期", "choices", "model", "default")
+    notes: tuple[str, ...]  # what the sentence states that the spec does not hold, and the defaults taken
+    model_used: bool
 
 
-# A text field whose name carries one of these words is that type: the checks are worth having.
-_TEXT_AS = {"email": "email", "phone": "phone", "mobile": "phone", "tel": "phone", "telephone": "phone"}
+def describe(description: str, engine: Callable[[], EngineAPI] | None = None, cancelled: CancelCheck | None = None,
+             progress: Progress | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> Described:
+    """The form spec a sentence describes: read from the sentence, the model (called only if needed) filling gaps.
 
-
-def normalize_answer(answer: dict) -> dict:
-    """The model's (schema-valid) answer as spec data: repeats dropped, `choices` kept only where they mean something.
-
-    A field whose label repeats an earlier one's is a repeat (a form never asks twice). A
-    text field named as an email or a phone number gets that type. A text field with two
-    or more choices was meant as a choice; a choice field without any becomes text (a form
-    with an empty drop-down is worse than a free field).
+    Raises NoFieldsError (an InvalidRequestError) when the sentence names no field.
     """
-    fields, labels = [], set()
-    for f in answer["fields"]:
-        f = dict(f)
-        label = " ".join(f["label"].split()).casefold()
-        if label in labels:
-            continue
-        labels.add(label)
-        choices = list(dict.fromkeys(c.strip() for c in f.pop("choices", []) if c.strip()))
-        words = set(f["name"].split("_"))
-        if f["type"] == "text" and words & _TEXT_AS.keys():  # the small model calls most things text
-            f["type"] = next(kind for word, kind in _TEXT_AS.items() if word in words)
-        if f["type"] == "text" and len(choices) >= 2:
-            f["type"] = "choice"
-        if f["type"] == "choice":
-            if choices:
-                f["choices"] = choices
-            else:
-                f["type"] = "text"
-        fields.append(f)
-    return {**answer, "fields": fields}
+    stated = read_sentence(description)
+    notes = list(stated.notes)
+    open_fields = [f.label for f in stated.fields if f.kind is None]
+    answer = None
+    if (open_fields or stated.title is None) and engine is not None:
+        model = engine()
+        ids = chat_ids(model, SYSTEM, "", " ".join(description.split()), examples=EXAMPLES)
+        answer, _ = model.generate_json("<scaffold>", ids, answer_schema(stated),
+                                           SamplingParams(max_new_tokens=max_new_tokens),
+                                           on_token=token_counter(progress), cancelled=cancelled,
+                                           priority=Priority.ACTION)
+    elif open_fields:
+        notes.append(f"type not stated, text assumed (no model): {', '.join(open_fields)}")
+    data, kinds, reasons = spec_data(stated, answer)
+    if answer is not None:
+        notes += [f"{label}: type not stated; the model chose {kind}"
+                  for label, kind, reason in zip([f["label"] for f in data["fields"]], kinds, reasons)
+                  if reason == "model"]
+    return Described(load_spec(data), tuple(kinds), tuple(reasons), tuple(notes), answer is not None)
+
+
+def answer_schema(stated: StatedForm) -> dict[str, Any]:
+    """The JSON schema the model answers under: the stated labels fixed, in order, none added or dropped."""
+    items = []
+    for f in stated.fields:
+        properties: dict[str, Any] = {"label": {"const": f.label}, "name": {"type": "string", "pattern": _NAME_PATTERN}}
+        if f.kind is None:
+            properties["type"] = {"enum": list(FIELD_TYPES)}
+            properties["choices"] = {"type": "array", "maxItems": 10,
+                                     "items": {"type": "string", "minLength": 1, "maxLength": 30}}
+        else:
+            properties["type"] = {"const": spec_type(f.kind)}
+        items.append({"type": "object", "properties": properties, "required": list(properties),
+                      "additionalProperties": False})
+    title = {"const": stated.title} if stated.title else {"type": "string", "minLength": 1, "maxLength": 60}
+    count = len(items)
+    return {"type": "object", "properties": {
+        "title": title, "entity": {"type": "string", "pattern": _NAME_PATTERN},
+        "fields": {"type": "array", "prefixItems": items, "items": False, "minItems": count, "maxItems": count},
+    }, "required": ["title", "entity", "fields"], "additionalProperties": False}
+
+
+def spec_data(stated: StatedForm, answer: dict | None) -> tuple[dict, list[str], list[str]]:
+    """Spec data for what the sentence stated, the model's answer (if any) giving names and open types."""
+    given = answer["fields"] if answer is not None else [{} for _ in stated.fields]
+    fields, kinds, reasons = [], [], []
+    for f, said in zip(stated.fields, given):
+        kind, reason = f.kind, f.reason
+        choices = list(f.choices)
+        if kind is None and answer is not None:
+            kind, reason = said["type"], "model"
+            choices = list(dict.fromkeys(c.strip() for c in said.get("choices", []) if c.strip()))
+            if kind == "text" and len(choices) >= 2:  # the small model calls most things text
+                kind = "choice"
+            if kind == "choice" and len(choices) < 2:
+                kind = "text"
+        elif kind is None:
+            kind, reason = "text", "default"
+        name = said.get("name") or safe_identifier("", f.label, len(fields) + 1)
+        fields.append(_field_data(f, kind, choices, name))
+        kinds.append(kind)
+        reasons.append(reason)
+    title = stated.title or (answer or {}).get("title") or ("表单" if stated.chinese else "Form")
+    entity = (answer or {}).get("entity") or ""
+    return {"title": title, "entity": entity or _entity(title), "fields": fields}, kinds, reasons
+
+
+def _field_data(f: StatedField, kind: str, choices: list[str], name: str) -> dict[str, Any]:
+    type_ = spec_type(kind) if kind != "choice" else "choice"
+    data: dict[str, Any] = {"name": name, "label": f.label, "type": type_,
+                            "required": f.required if f.required is not None else type_ != "boolean"}
+    if type_ == "choice":
+        data["choices"] = choices
+    if kind == "code":
+        data["max_length"] = CODE_MAX_LENGTH
+    if type_ in ("integer", "decimal"):
+        data.update({key: value for key, value in (("min", f.minimum), ("max", f.maximum)) if value is not None})
+    if f.help:
+        data["help"] = f.help[:200]
+    return data
+
+
+def _entity(title: str) -> str:
+    name = safe_identifier("", title, 0)
+    return "record" if name == "field_0" else name

@@ -114,7 +114,8 @@ def test_ctrl_c_prints_the_partial_summary(tmp_path, few_tasks):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--kinds", "generation,fim"], "unknown task kind(s) 'fim': choose from generation, single-line, multi-line"),
+    (["--kinds", "generation,fim"], "unknown task kind(s) 'fim': choose from generation, single-line, multi-line, scaffold"),
+    (["--kinds", "scaffold,generation"], "--kinds scaffold is scored on its own"),
     (["--limit", "0"], "--limit must be a positive number of tasks per kind, not 0"),
     (["--limit", "-2"], "--limit must be a positive number of tasks per kind, not -2"),
     (["--max-tokens", "0"], "--max-tokens must be positive"),
