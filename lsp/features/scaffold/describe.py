@@ -5,8 +5,8 @@ lexicon, most of their types, before any model is asked. Only when a field's typ
 title is left open is the model asked, under a JSON schema built for this sentence
 (`answer_schema`): every stated label is a `const`, in order, and the array has exactly
 that many items, so the model cannot drop, rename or add a field; a stated type is a
-`const` too. The model writes each field's English `name`, and the type (and choices)
-of the open fields only. The engine's JSON-constrained decoding (`EngineAPI.generate_json`,
+`const` too. The model writes each field's English `name`, and the type of the open
+fields only, never `choice`: only the sentence states choices. The engine's JSON-constrained decoding (`EngineAPI.generate_json`,
 llguidance in engine/sampling/grammar.py) masks every token the schema forbids. llguidance
 is already the engine's grammar library and its wheel has no Python dependencies (xgrammar
 would pull in transformers).
@@ -33,39 +33,42 @@ from .spec import FIELD_TYPES, LoadedSpec, load_spec
 MAX_DESCRIPTION_CHARS = 2000
 MAX_NEW_TOKENS = 1200
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# The types the model may give a field the sentence left open: not `choice`, whose values only the
+# sentence can state (a model asked for them invents some, and a form that refuses the real ones
+# is worse than a text field).
+OPEN_TYPES = tuple(t for t in FIELD_TYPES if t != "choice")
 
 SYSTEM = (
     "You design data-entry forms. Turn the user's description into a JSON form spec. Keep every label exactly as "
     "the user wrote it. Give each field an English snake_case `name`. Where a field's type is open, pick it from: "
-    + ", ".join(FIELD_TYPES) + "; use choice with a short list of `choices` when the values come from a fixed set "
-    "(otherwise `choices` is []). Answer with JSON only."
+    + ", ".join(OPEN_TYPES) + ". Answer with JSON only."
 )
 
-ExampleField = tuple[str, str, str, "list[str] | None"]  # label, name, type, choices (None: the type was stated)
+ExampleField = tuple[str, str, str]  # label, name, type
 
 
 def _example(title: str, entity: str, fields: list[ExampleField]) -> str:
     return json.dumps({"title": title, "entity": entity, "fields": [
-        {"label": label, "name": name, "type": type_, **({} if choices is None else {"choices": choices})}
-        for label, name, type_, choices in fields]}, ensure_ascii=False, separators=(", ", ": "))
+        {"label": label, "name": name, "type": type_} for label, name, type_ in fields]},
+        ensure_ascii=False, separators=(", ", ": "))
 
 
 EXAMPLES = (
-    ("做一个访客登记表,记录姓名、手机号、来访时间、来访目的和是否预约",
+    ("做一个访客登记表,记录姓名、手机号、来访时间、来访目的(面试、送货、会议)和是否预约",
      _example("访客登记", "visitor", [
-         ("姓名", "name", "text", None),
-         ("手机号", "phone", "phone", None),
-         ("来访时间", "visit_time", "datetime", None),
-         ("来访目的", "purpose", "choice", ["面试", "送货", "会议", "其他"]),
-         ("是否预约", "has_appointment", "boolean", None),
+         ("姓名", "name", "text"),
+         ("手机号", "phone", "phone"),
+         ("来访时间", "visit_time", "datetime"),
+         ("来访目的", "purpose", "choice"),
+         ("是否预约", "has_appointment", "boolean"),
      ])),
     ("A form to sign up for a workshop: full name, email, number of seats, dietary preference, and t-shirt",
      _example("Workshop sign-up", "signup", [
-         ("full name", "full_name", "text", None),
-         ("email", "email", "email", None),
-         ("number of seats", "seats", "integer", None),
-         ("dietary preference", "dietary_preference", "choice", ["None", "Vegetarian", "Vegan"]),
-         ("t-shirt", "t_shirt", "text", []),
+         ("full name", "full_name", "text"),
+         ("email", "email", "email"),
+         ("number of seats", "seats", "integer"),
+         ("dietary preference", "dietary_preference", "text"),
+         ("t-shirt", "t_shirt", "text"),
      ])),
 )
 
@@ -116,9 +119,7 @@ def answer_schema(stated: StatedForm) -> dict[str, Any]:
     for f in stated.fields:
         properties: dict[str, Any] = {"label": {"const": f.label}, "name": {"type": "string", "pattern": _NAME_PATTERN}}
         if f.kind is None:
-            properties["type"] = {"enum": list(FIELD_TYPES)}
-            properties["choices"] = {"type": "array", "maxItems": 10,
-                                     "items": {"type": "string", "minLength": 1, "maxLength": 30}}
+            properties["type"] = {"enum": list(OPEN_TYPES)}
         else:
             properties["type"] = {"const": spec_type(f.kind)}
         items.append({"type": "object", "properties": properties, "required": list(properties),
@@ -140,11 +141,8 @@ def spec_data(stated: StatedForm, answer: dict | None) -> tuple[dict, list[str],
         choices = list(f.choices)
         if kind is None and answer is not None:
             kind, reason = said["type"], "model"
-            choices = list(dict.fromkeys(c.strip() for c in said.get("choices", []) if c.strip()))
-            if kind == "text" and len(choices) >= 2:  # the small model calls most things text
-                kind = "choice"
-            if kind == "choice" and len(choices) < 2:
-                kind = "text"
+            if kind not in OPEN_TYPES:  # the schema allows none other; an answer from elsewhere might
+                kind, reason = "text", "default"
         elif kind is None:
             kind, reason = "text", "default"
         name = said.get("name") or safe_identifier("", f.label, len(fields) + 1)

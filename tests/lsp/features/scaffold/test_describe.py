@@ -59,7 +59,7 @@ def test_the_answer_schema_fixes_every_stated_label_and_type():
     items = schema["properties"]["fields"]["prefixItems"]
     assert [item["properties"]["label"] for item in items] == [{"const": x} for x in ("日期", "编号", "故障类型", "处理人")]
     assert [item["properties"]["type"].get("const") for item in items] == ["date", "text", None, "text"]
-    assert "choices" in items[2]["properties"] and "choices" not in items[0]["properties"]
+    assert "choices" not in items[2]["properties"] and "choice" not in items[2]["properties"]["type"]["enum"]
     assert schema["properties"]["fields"]["minItems"] == schema["properties"]["fields"]["maxItems"] == 4
     assert schema["properties"]["fields"]["items"] is False
     assert schema["properties"]["title"] == {"const": "设备维修记录"}
@@ -67,13 +67,21 @@ def test_the_answer_schema_fixes_every_stated_label_and_type():
         {"label": "日期", "name": "date", "type": "date"}, {"label": "编号", "name": "code", "type": "text"}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dropped, schema)  # a model cannot drop or rename a stated field
+    invented = {"title": "设备维修记录", "entity": "repair", "fields": [
+        {"label": "日期", "name": "date", "type": "date"}, {"label": "编号", "name": "code", "type": "text"},
+        {"label": "故障类型", "name": "fault", "type": "choice"}, {"label": "处理人", "name": "handler", "type": "text"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(invented, schema)  # nor make an open field a choice, whose values it would invent
+    with pytest.raises(jsonschema.ValidationError):
+        invented["fields"][2] |= {"type": "text", "choices": ["电气", "机械"]}
+        jsonschema.validate(invented, schema)
 
 
 def test_the_model_decides_only_the_open_field():
     engine = _CannedEngine({"title": "设备维修记录", "entity": "repair_record", "fields": [
         {"label": "日期", "name": "repair_date", "type": "date"},
         {"label": "编号", "name": "code", "type": "text"},
-        {"label": "故障类型", "name": "fault_type", "type": "text", "choices": ["电气", "机械", "电气"]},
+        {"label": "故障类型", "name": "fault_type", "type": "long_text"},
         {"label": "处理人", "name": "handler", "type": "text"},
     ]})
     get, made = _factory(engine)
@@ -82,12 +90,12 @@ def test_the_model_decides_only_the_open_field():
     spec = described.loaded.spec
     assert spec.title == "设备维修记录" and spec.entity == "repair_record"
     assert [(f.name, f.label, f.type) for f in spec.fields] == [
-        ("repair_date", "日期", "date"), ("code", "编号", "text"), ("fault_type", "故障类型", "choice"),
+        ("repair_date", "日期", "date"), ("code", "编号", "text"), ("fault_type", "故障类型", "long_text"),
         ("handler", "处理人", "text")]
-    assert spec.fields[1].max_length == 40 and spec.fields[2].choices == ["电气", "机械"]
-    assert described.kinds == ("date", "code", "choice", "text")
+    assert spec.fields[1].max_length == 40 and not spec.fields[2].choices
+    assert described.kinds == ("date", "code", "long_text", "text")
     assert described.reasons[2] == "model" and described.reasons[0] == "lexicon: 日期"
-    assert "故障类型: type not stated; the model chose choice" in described.notes
+    assert "故障类型: type not stated; the model chose long_text" in described.notes
     ids, _, params = engine.calls[0]
     assert REPAIRS in engine.tokenizer.decode(ids) and params.max_new_tokens >= 1000
 
