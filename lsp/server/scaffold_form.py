@@ -10,6 +10,7 @@ from pygls.uris import to_fs_path
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
 from loopcoder.lsp.features import scaffold
+from loopcoder.lsp.features.scaffold import launch
 from loopcoder.lsp.server.state import LoopcoderServer
 from loopcoder.lsp.server.window import Progress
 
@@ -40,7 +41,7 @@ async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
     response = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
         edit=types.WorkspaceEdit(document_changes=changes), label=f"loopcoder: scaffold {app.spec.title}"))
     return {"applied": bool(response.applied), "failureReason": response.failure_reason, "folder": folder.as_uri(),
-            "files": [p.as_uri() for p in paths], "run": f"cd {folder} && {app.run}", "api": scaffold.API,
+            "files": [p.as_uri() for p in paths], "run": launch.manual_commands(folder), "api": scaffold.API,
             "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}
 
 

@@ -74,7 +74,7 @@ async def test_scaffold_from_a_spec_creates_every_file(client: LanguageClient):
         assert (folder / name).read_text(encoding="utf-8") == text, name
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     assert result["spec"] == manifest["spec"] and result["api"] == manifest["api"] == "/api/records"
-    assert result["run"].endswith(manifest["run"].format(port=8000))
+    assert result["run"].endswith(manifest["run"].format(port=8000)) and " -m venv .venv && " in result["run"]
     edit = client.applied_edits[-1].edit
     kinds = [type(c).__name__ for c in edit.document_changes]
     assert kinds == ["CreateFile", "TextDocumentEdit"] * len(expected)

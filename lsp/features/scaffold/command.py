@@ -1,6 +1,7 @@
-"""`loopcoder scaffold "DESCRIPTION" --out DIR [--spec FILE] [--force]`: write a form app.
+"""`loopcoder scaffold "DESCRIPTION" --out DIR [--spec FILE] [--force] [--run [--run-venv] [--port N]]`: write a form app.
 
-Progress goes to stderr, the run command to stdout. Every file is checked (inside DIR,
+Progress goes to stderr; to stdout, the commands that install, test and start the app, or with
+--run the app's URL once it answers (launch.py). Every file is checked (inside DIR,
 not already there unless --force) before anything is written, and before the model is
 loaded, so a refusal is quick and leaves DIR as it was.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +17,7 @@ from typing import Any, Callable
 from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
-from . import build, check_folder, render, target_folder, write_files
+from . import build, check_folder, launch, render, target_folder, write_files
 from .describe import MAX_NEW_TOKENS
 
 
@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite files the folder already has")
     p.add_argument("--max-tokens", type=int, default=MAX_NEW_TOKENS,
                    help=f"tokens the model may spend on the spec (default: {MAX_NEW_TOKENS})")
+    p.add_argument("--run", action="store_true",
+                   help="then install what the app needs (this interpreter if it has it all, else the app's own "
+                        ".venv), run the app's tests, start it and print its URL; Ctrl-C stops it")
+    p.add_argument("--run-venv", action="store_true",
+                   help="with --run: always make the app's own .venv, even when this interpreter has everything")
+    p.add_argument("--port", type=int, default=None,
+                   help="the port of the printed command (default 8000) or of --run (default: a free one)")
 
 
 def _say(message: str) -> None:
@@ -61,6 +68,12 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
                                   "or as a spec (--spec FILE)")
     # The file names are fixed: check the folder now, before minutes of model work.
     check_folder(folder, args.force)
+    if args.run_venv and not args.run:
+        raise InvalidRequestError("--run-venv goes with --run")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise InvalidRequestError(f"--port {args.port}: give a port from 1 to 65535")
+    if args.run and args.port is not None:
+        launch.check_port(args.port)
 
     def engine() -> EngineAPI:
         _say("loading the model")
@@ -82,8 +95,16 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
     if spec_source is None:
         _say(f"the spec is in {folder / render.MANIFEST}: edit its \"spec\" and rerun with --spec {folder / render.MANIFEST} "
              "--force to change the app")
-    print(f"cd {shlex.quote(str(folder))} && {app.run}")
-    return 0
+    if not args.run:
+        print(launch.manual_commands(folder, args.port or 8000))
+        return 0
+    try:
+        python = launch.prepare_interpreter(folder, _say, fresh=args.run_venv)
+        launch.run_tests(folder, python, _say)
+        return launch.serve(folder, python, args.port or launch.free_port(), _say)
+    except launch.LaunchError as e:
+        _say(f"error: {e}")
+        return e.code
 
 
 class _TokenProgress:

@@ -80,7 +80,9 @@ def test_cli_renders_a_spec_and_prints_the_run_command(tmp_path, capsys):
     out = tmp_path / "app"
     assert main(["scaffold", "--spec", str(_spec_file(tmp_path)), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip() == f"cd {out} && python -m uvicorn app:app --host 127.0.0.1 --port 8000"
+    assert captured.out.strip() == (f"cd {out} && python3 -m venv .venv && .venv/bin/python -m pip install -r "
+                                    "requirements.txt && .venv/bin/python -m pytest -q && .venv/bin/python -m uvicorn "
+                                    "app:app --host 127.0.0.1 --port 8000")
     assert "loopcoder scaffold: wrote" in captured.err and "10 fields" in captured.err
     assert json.loads((out / MANIFEST).read_text(encoding="utf-8"))["spec"]["title"] == EVERY_TYPE["title"]
 
