@@ -35,6 +35,7 @@ from loopcoder.engine.errors import (
 )
 from loopcoder.lsp.features import hints, review, scaffold, tracebacks
 from loopcoder.lsp.features.completion import complete
+from loopcoder.lsp.features.scaffold import launch
 from loopcoder.lsp.features.inline_completion import completion_options
 from loopcoder.lsp.features.notebooks import notebook_context
 from loopcoder.lsp.features.prompts import ActionOptions
@@ -243,7 +244,7 @@ class ScaffoldHandler(LoopcoderHandler):
         relative = folder.resolve().relative_to(root).as_posix()
         self.finish(json.dumps({
             "folder": relative, "files": [p.resolve().relative_to(root).as_posix() for p in paths],
-            "run": f"cd {relative} && {app.run}", "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}))
+            "run": launch.manual_commands(Path(relative)), "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}))
 
 
 class StatsHandler(LoopcoderHandler):

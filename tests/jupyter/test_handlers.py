@@ -104,6 +104,7 @@ def test_scaffold_from_a_spec_writes_into_the_notebooks_directory(fetch, jp_root
     assert status == 200, answer
     assert answer["folder"] == "work/repairs_app"
     assert all(f.startswith("work/repairs_app/") for f in answer["files"])
+    assert answer["run"].startswith("cd work/repairs_app && python3 -m venv .venv && ")  # from the server's root
     assert (jp_root_dir / "work" / "repairs_app" / "loopcoder-scaffold.json").is_file()
     status, again = fetch("scaffold", {"path": "work/repairs.ipynb", "folder": "repairs_app", "spec": SPEC})
     assert status == 400 and "already has" in again["message"]
