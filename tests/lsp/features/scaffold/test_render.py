@@ -28,6 +28,10 @@ def test_rendering_is_deterministic_with_one_layout(name):
     assert manifest["files"] == list(files) and manifest["spec"] == spec.as_json()
     assert manifest["run"] == "python -m uvicorn app:app --host 127.0.0.1 --port {port}"
     assert manifest["run"].format(port=8000) in files["README.md"]
+    # The README's commands work in a fresh shell, where `python` may not have the requirements (issue 23).
+    for line in ("python3 -m venv .venv", ".venv/bin/python -m pip install -r requirements.txt",
+                 ".venv/bin/python -m uvicorn app:app --host 127.0.0.1 --port 8000"):
+        assert f"\n{line}\n" in files["README.md"], line
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
