@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,13 @@ def private_engine_socket(tmp_path_factory):
     old = os.environ.get("LOOPCODER_SOCKET")
     os.environ["LOOPCODER_SOCKET"] = str(path)
     yield path
+    from loopcoder.engine.serving.socket_file import socket_claimed
+
+    # An engine a test autostarted may still be loading: it holds the lock but does not listen yet.
+    # Left alone it would outlive the run by its idle timeout, so wait for it to listen, then stop it.
+    deadline = time.monotonic() + 120
+    while not path.exists() and socket_claimed(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if path.exists():
         from loopcoder.engine.serving.client import DaemonClient
 
