@@ -2,10 +2,6 @@
 by layer, in one run: decode ms a token at several context lengths on the default model (or
 --model), the two variants interleaved step by step so that both see the same machine.
 
-Per token, each variant's time is split into the GGUF matrix products, attention and the
-rest (in-engine timers around the kernels' calls; the C step's products and attention run
-inside it, so for it only the total is timed).
-
 Run:  python benchmarks/cpu_decode_step.py [--contexts 512 2048 4096] [--tokens 32] [--threads 2]
 """
 

@@ -99,6 +99,8 @@ class CpuDecoder:
             raise ValueError(f"the CPU decode step cannot run this model: {reason}")
         self.shape, self.layers = shape, layers
         self._keep: list[torch.Tensor] = []
+        self._caches: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # bind()
+        self._pointers: torch.Tensor | None = None
         self.plan = torch.tensor([self._row(layer) for layer in layers], dtype=torch.int64)
         if self.plan.shape[1] != _kernel.PLAN_SLOTS:
             raise ValueError(f"decoder plan rows of {self.plan.shape[1]} slots, the kernel reads {_kernel.PLAN_SLOTS}")
@@ -122,22 +124,47 @@ class CpuDecoder:
                 self._f32(layer.k_norm), layer.window or 0, len(layer.qkv), *qkv, *self._lin(layer.o),
                 len(layer.gate_up), *gu, *self._lin(layer.down)]
 
+    def bind(self, caches: list[tuple[torch.Tensor, torch.Tensor]]) -> str | None:
+        """Check the model's caches once and keep their pointer table for every later step over
+        the same list (None: they fit; else why not, and nothing is kept)."""
+        reason = _caches_blocker(self, caches)
+        if reason is None:
+            self._caches = caches
+            self._pointers = torch.tensor([[k.data_ptr(), v.data_ptr()] for k, v in caches], dtype=torch.int64)
+        return reason
+
     def run(self, h: torch.Tensor, meta: AttentionMetadata, caches: list[tuple[torch.Tensor, torch.Tensor]],
             cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """h (B, hidden), one row per sequence -> the last layer's output (B, hidden) float32;
-        each layer's K/V written into `caches` (its (k, v), (blocks, block_size, Hkv, D))."""
+        each layer's K/V written into `caches` (its (k, v), (blocks, block_size, Hkv, D)).
+        Pass the same list every step: it is checked when it changes."""
+        if caches is not self._caches and (reason := self.bind(caches)) is not None:
+            raise ValueError(f"the CPU decode step cannot write these caches: {reason}")
         s = self.shape
         out = h.to(torch.float32, copy=True).contiguous()
         k0 = caches[0][0]
         num_blocks, block_size = k0.shape[0], k0.shape[1]
-        pointers = torch.tensor([[k.data_ptr(), v.data_ptr()] for k, v in caches], dtype=torch.int64)
         tables = meta.block_tables.contiguous()
         cos, sin = cos.contiguous(), sin.contiguous()
         _kernel.step(self.plan.data_ptr(), len(self.layers), s.hidden, s.heads, s.kv_heads, s.head_dim, s.intermediate,
                      s.eps, s.scale, out.data_ptr(), out.shape[0], meta.positions.data_ptr(), meta.slot_mapping.data_ptr(),
-                     tables.data_ptr(), tables.shape[1], pointers.data_ptr(), num_blocks, block_size,
+                     tables.data_ptr(), tables.shape[1], self._pointers.data_ptr(), num_blocks, block_size,
                      int(k0.dtype == torch.bfloat16), cos.data_ptr(), sin.data_ptr(), cos.shape[0], torch.get_num_threads())
         return out
+
+
+def _caches_blocker(decoder: CpuDecoder, caches: list[tuple[torch.Tensor, torch.Tensor]]) -> str | None:
+    s = decoder.shape
+    if len(caches) != len(decoder.layers):
+        return f"{len(caches)} cache layers for {len(decoder.layers)} model layers"
+    k0 = caches[0][0]
+    if k0.dtype not in (torch.float32, torch.bfloat16) or k0.shape[2:] != (s.kv_heads, s.head_dim):
+        return f"a {k0.dtype} cache of {tuple(k0.shape)}: it takes float32 or bfloat16 pages of ({s.kv_heads}, {s.head_dim})"
+    for k, v in caches:
+        if k.device.type != "cpu" or k.shape != k0.shape or v.shape != k0.shape or k.dtype != k0.dtype \
+                or v.dtype != k0.dtype or not (k.is_contiguous() and v.is_contiguous()):
+            return "the caches are not all contiguous CPU pages of one shape and dtype"
+    return None
 
 
 def decoder_step_blocker(decoder: CpuDecoder, h: torch.Tensor, meta: AttentionMetadata,
@@ -148,15 +175,8 @@ def decoder_step_blocker(decoder: CpuDecoder, h: torch.Tensor, meta: AttentionMe
         return "not a decode step (more than one query row per sequence)"
     if h.device.type != "cpu" or h.shape[1] != s.hidden:
         return f"hidden rows {tuple(h.shape)} on {h.device.type}"
-    if len(caches) != len(decoder.layers):
-        return f"{len(caches)} cache layers for {len(decoder.layers)} model layers"
-    k0 = caches[0][0]
-    if k0.dtype not in (torch.float32, torch.bfloat16) or k0.shape[2:] != (s.kv_heads, s.head_dim):
-        return f"a {k0.dtype} cache of {tuple(k0.shape)}: it takes float32 or bfloat16 pages of ({s.kv_heads}, {s.head_dim})"
-    for k, v in caches:
-        if k.device.type != "cpu" or k.shape != k0.shape or v.shape != k0.shape or k.dtype != k0.dtype \
-                or v.dtype != k0.dtype or not (k.is_contiguous() and v.is_contiguous()):
-            return "the caches are not all contiguous CPU pages of one shape and dtype"
+    if caches is not decoder._caches and (reason := decoder.bind(caches)) is not None:
+        return reason
     if cos.dtype != torch.float32 or cos.shape[1] != s.head_dim or max(meta.context_lens) > cos.shape[0]:
         return "the RoPE table does not cover the step's positions"
     return None

@@ -47,6 +47,7 @@ class LlamaForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         self.cpu_decoder: CpuDecoder | None = None  # prepare_cpu_decoder()
         self.cpu_decoder_status = "not prepared"
+        self._decoder_kv: tuple["KVCacheLike", list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def forward(self, input_ids: torch.Tensor, meta: AttentionMetadata, kv: "KVCacheLike") -> torch.Tensor:
         """input_ids: (T,) -> final hidden states (T, hidden), K/V written to `kv`."""
@@ -112,9 +113,11 @@ class LlamaForCausalLM(nn.Module):
     def _decode_step_in_c(self, h: torch.Tensor, meta: AttentionMetadata, kv: "KVCacheLike") -> torch.Tensor | None:
         """The last layer's output of a decode step run in C, or None where it runs layer by layer."""
         decoder = self.cpu_decoder
-        if decoder is None or h.device.type != "cpu" or kernel_mode() != "auto":
+        if decoder is None or h.device.type != "cpu" or h.shape[0] != meta.num_seqs or kernel_mode() != "auto":
             return None
-        caches = [kv.layer(i) for i in range(len(self.model.layers))]
+        if self._decoder_kv is None or self._decoder_kv[0] is not kv:  # one list per cache: checked once, not per step
+            self._decoder_kv = (kv, [kv.layer(i) for i in range(len(self.model.layers))])
+        caches = self._decoder_kv[1]
         cos, sin = self.model.layers[0].self_attn.rotary.tables(max(meta.context_lens), h.device)
         if decoder_step_blocker(decoder, h, meta, caches, cos) is not None:
             return None

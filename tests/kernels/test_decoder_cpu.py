@@ -98,12 +98,11 @@ def test_the_step_computes_what_the_references_compute(variant, dtype):
               "window": {"window": 40, "types": ("Q5_1", "Q8_0")}}[variant]
     weights = layers(1, **kwargs)
     got, want, caches, ref_caches, meta = run_both(weights, [1, 37, 300], dtype)
-    meta_slots = lambda _k: meta.slot_mapping  # noqa: E731
     # The C step quantizes activations to int8 per 32 for its dot products (as llama.cpp); the
     # reference multiplies floats: about 1.3% of what the layers add (a wrong window: 16%).
     assert rel(got, want) < 0.03, rel(got, want)
     for (k, v), (rk, rv) in zip(caches, ref_caches):  # the new K/V rows are the reference's
-        slots = meta_slots(k)
+        slots = meta.slot_mapping
         assert rel(k.flatten(0, 1)[slots], rk.flatten(0, 1)[slots]) < 0.03
         assert rel(v.flatten(0, 1)[slots], rv.flatten(0, 1)[slots]) < 0.03
 
@@ -162,3 +161,18 @@ def test_a_prefill_step_is_not_taken():
     cos, _ = rope_tables(16)
     assert "not a decode step" in DC.decoder_step_blocker(DC.CpuDecoder(SHAPE, weights), torch.zeros(3, 256), meta,
                                                           caches, cos)
+
+
+def test_caches_are_checked_once_per_list_and_bad_ones_refused():
+    weights = layers(12)
+    h, meta, caches = setup_step(13, [6], torch.float32, len(weights))
+    cos, sin = rope_tables(16)
+    decoder = DC.CpuDecoder(SHAPE, weights)
+    decoder.run(h, meta, caches, cos, sin)
+    pointers = decoder._pointers
+    decoder.run(h, meta, caches, cos, sin)
+    assert decoder._pointers is pointers  # the same list: no second check, no new table
+    half = [(k.half(), v.half()) for k, v in caches]
+    assert "float32 or bfloat16" in DC.decoder_step_blocker(decoder, h, meta, half, cos)
+    with pytest.raises(ValueError, match="cannot write these caches"):
+        decoder.run(h, meta, half, cos, sin)
