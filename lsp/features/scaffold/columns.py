@@ -9,6 +9,7 @@ literals with quotes doubled; the HTML template escapes them itself.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .spec import FormField
@@ -30,6 +31,14 @@ _INPUT_TYPES = {"text": "text", "integer": "number", "decimal": "number", "date"
 
 def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def constraint_name(kind: str, entity: str, column: str) -> str:
+    """`ck_<table>_<column>` or `uq_<table>_<column>`, shortened with a hash past PostgreSQL's 63 characters."""
+    name = f"{kind}_{entity}_{column}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:54]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _number(value: float | int) -> str:
@@ -81,6 +90,19 @@ class Column:
         if f.max_length is not None:
             checks.append(f"length({n}) <= {f.max_length}")
         return checks
+
+    @property
+    def rule(self) -> str | None:
+        """The column's CHECK expressions as one, or None: one named constraint per column, so a
+        migration can drop and create a column's rules by name."""
+        checks = self.checks()
+        return " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else (checks[0] if checks else None)
+
+    def check_name(self, entity: str) -> str:
+        return constraint_name("ck", entity, self.name)
+
+    def unique_name(self, entity: str) -> str:
+        return constraint_name("uq", entity, self.name)
 
     @property
     def nullable(self) -> bool:

@@ -1,4 +1,5 @@
 """`loopcoder scaffold "DESCRIPTION" --out DIR [--spec FILE] [--force] [--run [--run-venv] [--port N]]`: write a form app.
+`loopcoder scaffold --change "WORDS" --spec APP/loopcoder-scaffold.json [--force] [--run]`: change one, records kept.
 
 Progress goes to stderr; to stdout, the commands that install, test and start the app, or with
 --run the app's URL once it answers (launch.py). Every file is checked (inside DIR,
@@ -18,18 +19,29 @@ from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
 from . import build, check_folder, launch, render, target_folder, write_files
+from .change import apply_change, read_change
 from .describe import MAX_NEW_TOKENS
+from .migrations import continue_history, load_history
+from .records import DATABASE, check_records
+from .spec import FormSpec, load_spec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("description", nargs="?", default="",
                    help="the form in a sentence, e.g. \"a form to record equipment repairs with date, id, fault type "
                         "and handler\" (any language)")
-    p.add_argument("--out", required=True, type=Path, help="the folder to write the app into (created if missing)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the folder to write the app into (created if missing); with --change, the app's folder")
     p.add_argument("--spec", type=Path, default=None,
                    help="a form spec (JSON, docs/scaffold.md), or an app's loopcoder-scaffold.json, to render "
                         "instead of asking the model")
-    p.add_argument("--force", action="store_true", help="overwrite files the folder already has")
+    p.add_argument("--change", default=None, metavar="WORDS",
+                   help="change an app written before, in words, e.g. \"加一个备注字段，处理人改为必填\" or \"add a notes "
+                        "field and make handler required\": a new spec, its diff, and a migration that keeps the "
+                        "records (give the app with --spec APP/loopcoder-scaffold.json or --out APP)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite files the folder already has; with --change, remove fields that records have "
+                        "values for (the database is copied aside first)")
     p.add_argument("--max-tokens", type=int, default=MAX_NEW_TOKENS,
                    help=f"tokens the model may spend on the spec (default: {MAX_NEW_TOKENS})")
     p.add_argument("--run", action="store_true",
@@ -61,6 +73,10 @@ def _read_spec(path: Path) -> Any:
 
 
 def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
+    if args.change is not None:
+        return change(args, load_engine)
+    if args.out is None:
+        raise InvalidRequestError("give the app's folder with --out DIR")
     folder = target_folder(args.out)
     spec_source = _read_spec(args.spec) if args.spec is not None else None
     if spec_source is None and not args.description.strip():
@@ -91,10 +107,28 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
         _say(f"note: {note}")
     fields = ", ".join(f"{f.name} ({f.type})" for f in app.spec.fields)
     _say(f"spec: {app.spec.title!r}, {len(app.spec.fields)} fields: {fields}")
-    write_files(folder, app.files, args.force, progress=lambda path: _say(f"wrote {path}"))
+    files = app.files
+    existing = _existing_app(folder)
+    if existing is not None:  # an app is there (--force): its records go on, migrated to the new spec
+        before = existing[-1].spec
+        spec = app.spec.model_copy(update={"entity": before.entity})  # the table keeps its name
+        _check_records(folder, before, spec, force=True)
+        files = render.render_app(spec, continue_history(existing, spec, None))
+    write_files(folder, files, args.force, progress=lambda path: _say(f"wrote {path}"))
     if spec_source is None:
         _say(f"the spec is in {folder / render.MANIFEST}: edit its \"spec\" and rerun with --spec {folder / render.MANIFEST} "
              "--force to change the app")
+    if existing is not None and (folder / DATABASE).is_file():
+        try:
+            _migrate_now(folder, {})
+        except launch.LaunchError as e:
+            _say(f"error: {e}")
+            return e.code
+    return _finish(args, folder)
+
+
+def _finish(args: argparse.Namespace, folder: Path) -> int:
+    """Print the manual commands, or with --run install, test and serve the app."""
     if not args.run:
         print(launch.manual_commands(folder, args.port or 8000))
         return 0
@@ -105,6 +139,118 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
     except launch.LaunchError as e:
         _say(f"error: {e}")
         return e.code
+
+
+def _read_manifest(path: Path) -> dict:
+    """An app's manifest (loopcoder-scaffold.json), checked to be one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidRequestError(f"{path} does not exist: give the app's loopcoder-scaffold.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidRequestError(f"cannot read the manifest {path}: {e}") from None
+    if not isinstance(data, dict) or data.get("generator") != "loopcoder scaffold" or "spec" not in data:
+        raise InvalidRequestError(f"{path} is not the manifest of an app `loopcoder scaffold` wrote")
+    return data
+
+
+def _existing_app(folder: Path) -> list | None:
+    """The history of the app already in `folder`, or None when there is none."""
+    path = folder / render.MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = _read_manifest(path)
+        return load_history(data, load_spec(data["spec"]).spec)
+    except InvalidRequestError:
+        return None  # not an app of ours: overwritten as any file would be
+
+
+def _check_records(folder: Path, before: FormSpec, after: FormSpec, force: bool) -> None:
+    """Refuse a new spec the app's records cannot survive; say what --force would lose."""
+    check = check_records(folder / DATABASE, before, after)
+    if check.problems:
+        raise InvalidRequestError(f"nothing was changed: {len(check.problems)} problem(s) with the {check.records} "
+                                  f"record(s) in {folder / DATABASE}: " + "; ".join(check.problems))
+    if check.losses and not force:
+        raise InvalidRequestError("nothing was changed: the change would lose values: " + "; ".join(check.losses)
+                                  + ". Pass --force to remove them anyway (the app copies the database to "
+                                  f"{DATABASE}.before-<revision>.bak first)")
+    for loss in check.losses:
+        _say(f"--force: {loss}")
+    if check.records:
+        _say(f"{check.records} record(s) in {folder / DATABASE} fit the new spec")
+
+
+def _migrate_now(folder: Path, previous: dict[str, str | None]) -> None:
+    """Migrate the app's database now if an interpreter can; on failure put `previous` files back."""
+    python = launch.ready_interpreter(folder)
+    if python is None:
+        _say(f"{folder / DATABASE} is migrated when the app next starts (no interpreter here has the app's "
+             "requirements; --run makes one)")
+        return
+    try:
+        launch.migrate(folder, python, _say)
+    except launch.LaunchError as e:
+        for name, text in previous.items():
+            path = folder / name
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text, encoding="utf-8")
+        raise launch.LaunchError(f"{e}: the database is as it was (the migration ran in one transaction) and "
+                                 f"the app's files were put back{' as they were' if previous else ''}", e.code) from None
+
+
+def change(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
+    """--change: the app's next spec from words, its diff, the records checked, the files and the migration written,
+    and the database migrated when an interpreter can."""
+    if args.description.strip():
+        raise InvalidRequestError("--change takes the words of the change; leave out the description")
+    if args.spec is None and args.out is None:
+        raise InvalidRequestError("--change needs the app: --spec APP/loopcoder-scaffold.json (or --out APP)")
+    path = args.spec if args.spec is not None else args.out
+    path = path / render.MANIFEST if path.is_dir() else path
+    folder = path.parent.absolute()
+    if args.out is not None and target_folder(args.out).resolve() != folder.resolve():
+        raise InvalidRequestError(f"--out {args.out} is not the folder of --spec {args.spec}: give one of them")
+    manifest = _read_manifest(path)
+    current = load_spec(manifest["spec"]).spec
+    history = load_history(manifest, current)
+
+    def engine() -> EngineAPI:
+        _say("loading the model, to name and type the new fields")
+        return load_engine()
+
+    ops = read_change(args.change, current)
+    progress = _TokenProgress()
+    changed = apply_change(current, ops, args.change, engine, progress=progress, max_new_tokens=args.max_tokens)
+    progress.done()
+    for note in changed.notes:
+        _say(f"note: {note}")
+    if not changed.diff:
+        _say("nothing to change: the app already is what the words ask for")
+        return 0
+    print("\n".join(changed.diff), flush=True)
+    _check_records(folder, current, changed.spec, args.force)
+    history = continue_history(history, changed.spec, args.change)
+    files = render.render_app(changed.spec, history)
+    previous = {}
+    for name in files:
+        target = folder / name
+        previous[name] = target.read_text(encoding="utf-8") if target.is_file() else None
+    write_files(folder, files, force=True)
+    written = [name for name, text in files.items() if previous[name] != text]
+    _say(f"revision {history[-1].id}: wrote {', '.join(written)}")
+    if (folder / DATABASE).is_file():
+        try:
+            _migrate_now(folder, previous)
+        except launch.LaunchError as e:
+            _say(f"error: {e}")
+            return e.code
+    else:
+        _say("no records yet: the app creates its table when it starts")
+    return _finish(args, folder)
 
 
 class _TokenProgress:

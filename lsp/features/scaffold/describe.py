@@ -93,12 +93,21 @@ def describe(description: str, engine: Callable[[], EngineAPI] | None = None, ca
     Raises NoFieldsError (an InvalidRequestError) when the sentence names no field.
     """
     stated = read_sentence(description)
-    notes = list(stated.notes)
+    data, kinds, reasons, notes, model_used = decide(stated, description, engine, cancelled, progress, max_new_tokens)
+    return Described(load_spec(data), tuple(kinds), tuple(reasons), tuple(stated.notes) + tuple(notes), model_used)
+
+
+def decide(stated: StatedForm, sentence: str, engine: Callable[[], EngineAPI] | None = None,
+           cancelled: CancelCheck | None = None, progress: Progress | None = None,
+           max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[dict, list[str], list[str], list[str], bool]:
+    """Spec data for stated fields: the model (when there is one and something is open) names the
+    fields and types the open ones. Returns (data, kinds, reasons, notes, whether the model answered)."""
+    notes: list[str] = []
     open_fields = [f.label for f in stated.fields if f.kind is None]
     answer = None
     if (open_fields or stated.title is None) and engine is not None:
         model = engine()
-        ids = chat_ids(model, SYSTEM, "", " ".join(description.split()), examples=EXAMPLES)
+        ids = chat_ids(model, SYSTEM, "", " ".join(sentence.split()), examples=EXAMPLES)
         answer, _ = model.generate_json("<scaffold>", ids, answer_schema(stated),
                                            SamplingParams(max_new_tokens=max_new_tokens),
                                            on_token=token_counter(progress), cancelled=cancelled,
@@ -110,7 +119,7 @@ def describe(description: str, engine: Callable[[], EngineAPI] | None = None, ca
         notes += [f"{label}: type not stated; the model chose {kind}"
                   for label, kind, reason in zip([f["label"] for f in data["fields"]], kinds, reasons)
                   if reason == "model"]
-    return Described(load_spec(data), tuple(kinds), tuple(reasons), tuple(notes), answer is not None)
+    return data, kinds, reasons, notes, answer is not None
 
 
 def answer_schema(stated: StatedForm) -> dict[str, Any]:

@@ -117,6 +117,23 @@ def prepare_interpreter(folder: Path, say: Say, fresh: bool = False, runner: Run
     return app_python
 
 
+def ready_interpreter(folder: Path, python: str = sys.executable) -> str | None:
+    """An interpreter that can run the app now, without installing anything: the app's own .venv
+    when it has one, else `python` when it has every requirement, else None."""
+    own = folder / venv_python()
+    if own.is_file():
+        return str(own)
+    return python if not missing(requirements((folder / REQUIREMENTS).read_text(encoding="utf-8"))) else None
+
+
+def migrate(folder: Path, python: str, say: Say, runner: Runner = run_subprocess) -> None:
+    """Run the app's pending migrations now (`python models.py`: one transaction, a backup first)."""
+    say(f"migrating the app's database with {python}")
+    code = runner([python, "models.py"], folder)
+    if code != 0:
+        raise LaunchError(f"the migration failed (exit {code})", code)
+
+
 def run_tests(folder: Path, python: str, say: Say, runner: Runner = run_subprocess) -> None:
     say("running the app's tests")
     code = runner([python, "-m", "pytest", "-q"], folder)

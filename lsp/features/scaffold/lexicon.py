@@ -71,6 +71,7 @@ class Lexicon:
         self.lead = self._terms(data, "lead")
         self.head = self._terms(data, "head")
         self.optional = self._terms(data, "optional", kind_level=False)
+        self.type_names = {t.text: t.kind for t in self._terms(data, "type_names")}
 
     @staticmethod
     def _terms(data: dict, section: str, kind_level: bool = True) -> list[_Term]:
@@ -102,6 +103,11 @@ class Lexicon:
             return Match(lead.kind, lead.text, "lead")
         head = next((t for t in self.head if _ends(text, words, t)), None)
         return Match(head.kind, head.text, "head") if head is not None else None
+
+    def type_named(self, words: str) -> str | None:
+        """The kind that `words` name as a whole (日期, "a date", "yes/no"), or None."""
+        text = re.sub(r"^(?:an?|the)\s+|\s+(?:type|field)$|类型$|型$", "", _normalize(words)).strip()
+        return self.type_names.get(text)
 
     def is_optional(self, label: str) -> bool:
         """True for a label such as 备注 or "comments": a field a record usually leaves empty."""

@@ -5,6 +5,9 @@ path and the same look; only the table, the fields and the titles differ::
 
     app.py  models.py  schema.sql  static/{index.html,app.js,style.css}
     test_app.py  pytest.ini  README.md  requirements.txt  .gitignore  loopcoder-scaffold.json
+    alembic.ini  migrations/{env.py,script.py.mako,versions/0001.py,...}
+
+The migrations come from the manifest's history of specs (migrations.py), one revision each.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import jinja2
 import markupsafe
 
 from .columns import Column
+from .migrations import Revision, first_history, render_migrations
 from .samples import invalid_record, valid_record
 from .spec import FormSpec
 
@@ -39,8 +43,12 @@ OUTPUTS = (
     ("README.md", "README.md.j2"),
     ("requirements.txt", "requirements.txt"),
     (".gitignore", "gitignore"),
+    ("alembic.ini", "alembic.ini"),
+    ("migrations/env.py", "alembic_env.py"),
+    ("migrations/script.py.mako", "script.py.mako"),
 )
-FILE_NAMES = (*(name for name, _ in OUTPUTS), MANIFEST)  # every app's files, in the order they are written
+# Every new app's files, in the order they are written (a changed app has more revisions).
+FILE_NAMES = (*(name for name, _ in OUTPUTS), "migrations/versions/0001.py", MANIFEST)
 
 
 def _environment() -> jinja2.Environment:
@@ -115,8 +123,12 @@ def run_command(port: int | str = 8000) -> str:
     return RUN.format(port=port)
 
 
-def render_app(spec: FormSpec) -> dict[str, str]:
-    """Every file of the app, by relative path (POSIX), the manifest included."""
+def render_app(spec: FormSpec, history: list[Revision] | None = None) -> dict[str, str]:
+    """Every file of the app, by relative path (POSIX), the manifest included. `history` is the
+    app's specs so far, `spec` the last (default: `spec` alone, a new app)."""
+    history = history or first_history(spec)
+    if history[-1].spec != spec:
+        raise ValueError("the history's last spec is not the spec being rendered")
     env = _environment()
     columns = [Column(f) for f in spec.fields]
     context = {
@@ -132,10 +144,13 @@ def render_app(spec: FormSpec) -> dict[str, str]:
             files[path] = env.get_template(template).render(context)
         else:
             files[path] = (TEMPLATES / template).read_text(encoding="utf-8")
-    files[MANIFEST] = json.dumps(manifest(spec, [*files, MANIFEST]), ensure_ascii=False, indent=2) + "\n"
+    files.update(render_migrations(history))
+    files[MANIFEST] = json.dumps(manifest(spec, [*files, MANIFEST], history), ensure_ascii=False, indent=2) + "\n"
     return files
 
 
-def manifest(spec: FormSpec, files: list[str]) -> dict[str, Any]:
+def manifest(spec: FormSpec, files: list[str], history: list[Revision]) -> dict[str, Any]:
+    """The app's manifest: its spec, how to run it, its files, and its history of specs (one
+    migration each), which `loopcoder scaffold --change` continues."""
     return {"generator": "loopcoder scaffold", "spec": spec.as_json(), "run": RUN, "api": API, "form": "/",
-            "files": files}
+            "files": files, "revision": history[-1].id, "history": [r.as_json() for r in history]}

@@ -315,6 +315,14 @@ def _fields(pieces: list[str], lexicon: Lexicon, notes: list[str]) -> list[State
     return fields
 
 
+def read_fields(text: str, lexicon: Lexicon | None = None) -> tuple[list[StatedField], list[str]]:
+    """The fields a bare list states ("备注、附件(选填)", "priority (low, high) and notes"), and notes on
+    what could not be read: a sentence's list without its introducer and title."""
+    notes: list[str] = []
+    listed = unicodedata.normalize("NFKC", " ".join(text.split()))
+    return _fields(split_list(_choices_in_parentheses(listed)), lexicon or load_lexicon(), notes), notes
+
+
 def with_kind(field: StatedField, kind: str, reason: str) -> StatedField:
     """`field` with a kind decided after reading (by the model, or text by default)."""
     return replace(field, kind=kind, reason=reason)

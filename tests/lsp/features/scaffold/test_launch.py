@@ -43,7 +43,7 @@ def test_the_cli_prints_the_port_asked_for(tmp_path, capsys):
 
 def test_the_checker_reads_the_templates_requirements():
     wanted = launch.requirements((TEMPLATES / "requirements.txt").read_text(encoding="utf-8"))
-    assert [r.name for r in wanted] == ["fastapi", "uvicorn", "sqlalchemy", "pydantic", "pytest", "httpx"]
+    assert [r.name for r in wanted] == ["fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic", "pytest", "httpx"]
     assert launch.missing(wanted) == []  # the test venv has them all ([dev])
 
 
@@ -167,9 +167,9 @@ def test_the_apps_own_venv_for_real(tmp_path):
     write_files(folder, build(LEAVE, engine=lambda: pytest.fail("the sentence states every type")).files)
     said = []
     python = launch.prepare_interpreter(folder, said.append, fresh=True)
-    assert python == str(folder / ".venv" / "bin" / "python") and said[-1] == "installing httpx>=0.27 (6/6)"
+    assert python == str(folder / ".venv" / "bin" / "python") and said[-1] == "installing httpx>=0.27 (7/7)"
     launch.run_tests(folder, python, said.append)
-    assert subprocess.run([python, "-c", "import fastapi, uvicorn, sqlalchemy"], cwd=folder).returncode == 0
+    assert subprocess.run([python, "-c", "import fastapi, uvicorn, sqlalchemy, alembic"], cwd=folder).returncode == 0
 
 
 @pytest.mark.parametrize("extra, message", [(["--run-venv"], "--run-venv goes with --run"),

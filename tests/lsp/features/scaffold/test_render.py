@@ -15,7 +15,8 @@ from loopcoder.lsp.features.scaffold import MANIFEST, build, load_spec, render_a
 from .specs import ALL, AWKWARD
 
 LAYOUT = {"app.py", "models.py", "schema.sql", "static/index.html", "static/app.js", "static/style.css", "test_app.py",
-          "pytest.ini", "README.md", "requirements.txt", ".gitignore", MANIFEST}
+          "pytest.ini", "README.md", "requirements.txt", ".gitignore", "alembic.ini", "migrations/env.py",
+          "migrations/script.py.mako", "migrations/versions/0001.py", MANIFEST}
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
