@@ -17,6 +17,9 @@ from .errors import ModelLoadError, UnsupportedModelError
 _QKV_BIAS_DEFAULT = {"llama": False, "iquestcoder": False, "iquestloopcoder": False, "qwen2": True, "qwen3": False,
                      "mistral": False, "starcoder2": True}
 SUPPORTED_MODEL_TYPES = tuple(_QKV_BIAS_DEFAULT)
+_LLAMA_TYPES = frozenset({"llama", "iquestcoder", "iquestloopcoder"})
+_O_BIAS_TYPES = _LLAMA_TYPES | {"qwen3"}  # attention_bias covers o_proj too
+_MLP_BIAS_TYPES = _LLAMA_TYPES
 # The activation each MLP computes: SwiGLU's gate, StarCoder2's GELU (tanh approximation, as
 # transformers' gelu_pytorch_tanh).
 MLP_ACTIVATIONS = {"swiglu": ("silu", "swish"), "gelu": ("gelu_pytorch_tanh",)}
@@ -50,8 +53,8 @@ class ModelConfig:
     norm: str = "rms"  # "rms": RMSNorm; "layer": LayerNorm with a bias (StarCoder2)
     mlp: str = "swiglu"  # "swiglu": down(silu(gate) * up); "gelu": down(gelu(up)) (StarCoder2)
     qkv_bias: bool = False
-    o_bias: bool = False  # StarCoder2's use_bias: o_proj and the MLP's projections carry biases too
-    mlp_bias: bool = False
+    o_bias: bool = False  # StarCoder2's use_bias, Llama's and Qwen3's attention_bias: o_proj has a bias
+    mlp_bias: bool = False  # StarCoder2's use_bias, Llama's mlp_bias: every MLP projection has one
     qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k, before RoPE
     sliding_window: int | None = None  # Mistral v0.1: each token sees its last W keys (itself included)
     hidden_act: str = "silu"
@@ -223,11 +226,16 @@ def _family_fields(model_type: str, raw: dict[str, Any]) -> dict[str, Any]:
         return dict(norm="layer", norm_eps=float(raw.get("norm_epsilon", 1e-5)), mlp="gelu",
                     hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")), qkv_bias=bias, o_bias=bias,
                     mlp_bias=bias, tie_word_embeddings=bool(raw.get("tie_word_embeddings", True)))
+    # Llama and Qwen3 carry attention_bias (False in released checkpoints), which puts a bias on
+    # q, k, v and o; Qwen2 always has biases on q, k and v only. Llama's mlp_bias puts one on
+    # gate, up and down (transformers' LlamaAttention, LlamaMLP, Qwen3Attention).
+    attention_bias = bool(raw.get("attention_bias", _QKV_BIAS_DEFAULT[model_type]))
     return dict(
         norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
         hidden_act=str(raw.get("hidden_act", "silu")),
-        # Llama carries attention_bias (False in released checkpoints); Qwen2 always has bias.
-        qkv_bias=bool(raw.get("attention_bias", _QKV_BIAS_DEFAULT[model_type])),
+        qkv_bias=attention_bias,
+        o_bias=attention_bias and model_type in _O_BIAS_TYPES,
+        mlp_bias=bool(raw.get("mlp_bias", False)) and model_type in _MLP_BIAS_TYPES,
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
     )
 

@@ -150,11 +150,11 @@ def join_projections(model: nn.Module) -> int:
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, hidden: int, intermediate: int) -> None:
+    def __init__(self, hidden: int, intermediate: int, bias: bool = False) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=bias)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=bias)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=bias)
         self.gate_up_proj: nn.Module | None = None  # join_projections()
 
     def join_projections(self) -> bool:
@@ -191,7 +191,7 @@ class GeluMLP(nn.Module):
 def mlp_layer(cfg: ModelConfig) -> SwiGLU | GeluMLP:
     if cfg.mlp == "gelu":
         return GeluMLP(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
-    return SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+    return SwiGLU(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
 
 
 class Attention(nn.Module):

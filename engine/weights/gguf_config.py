@@ -52,8 +52,12 @@ def _reject_unsupported_features(meta: Mapping[str, Any], arch: str, by_name: Ma
     if int(meta.get(f"{arch}.expert_count", 0) or 0) > 0:
         raise UnsupportedModelError(f"mixture-of-experts GGUF ({arch}.expert_count={meta[f'{arch}.expert_count']})"
                                     " is not supported")
-    if "blk.0.attn_output.bias" in by_name and arch != "starcoder2":
-        raise UnsupportedModelError("GGUF tensor 'blk.0.attn_output.bias' (o_proj bias) is not supported")
+    o_bias, q_bias = "blk.0.attn_output.bias" in by_name, "blk.0.attn_q.bias" in by_name
+    if o_bias and arch not in ("starcoder2", "llama", "qwen3"):
+        raise UnsupportedModelError(f"GGUF tensor 'blk.0.attn_output.bias' (o_proj bias) is not supported for {arch}")
+    if arch in ("llama", "qwen3") and o_bias != q_bias:  # one attention_bias covers q, k, v and o
+        raise UnsupportedModelError(f"this {arch} GGUF has a bias on {'o_proj' if o_bias else 'q_proj'} but not on "
+                                    f"{'q_proj' if o_bias else 'o_proj'}: {arch}'s attention_bias puts one on both")
 
 
 def _hf_config_dict(meta: Mapping[str, Any], arch: str, by_name: Mapping[str, ReaderTensor]) -> dict[str, Any]:
@@ -100,8 +104,10 @@ def _hf_config_dict(meta: Mapping[str, Any], arch: str, by_name: Mapping[str, Re
                 "hidden_act": "gelu_pytorch_tanh", "sliding_window": get("attention.sliding_window")}
     else:
         raw["rms_norm_eps"] = get("attention.layer_norm_rms_epsilon", 1e-6)
-    if arch == "llama":
+    if arch in ("llama", "qwen3"):  # optional there: q/k/v/o biases, and Llama's MLP biases
         raw["attention_bias"] = "blk.0.attn_q.bias" in by_name
+    if arch == "llama":
+        raw["mlp_bias"] = "blk.0.ffn_up.bias" in by_name
     return raw
 
 

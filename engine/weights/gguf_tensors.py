@@ -56,6 +56,7 @@ _BLOCK_TENSORS = {
     "attn_output.bias": "self_attn.o_proj.bias",
     "ffn_up.bias": "mlp.up_proj.bias",
     "ffn_down.bias": "mlp.down_proj.bias",
+    "ffn_gate.bias": "mlp.gate_proj.bias",
 }
 # The block tensors only some configs have, and whether `config` has them.
 _OPTIONAL_BLOCK_TENSORS: dict[str, Callable[[ModelConfig], bool]] = {
@@ -65,6 +66,7 @@ _OPTIONAL_BLOCK_TENSORS: dict[str, Callable[[ModelConfig], bool]] = {
     "attn_output.bias": lambda c: c.o_bias,
     "ffn_gate.weight": lambda c: c.mlp == "swiglu",
     **dict.fromkeys(("ffn_up.bias", "ffn_down.bias"), lambda c: c.mlp_bias),
+    "ffn_gate.bias": lambda c: c.mlp_bias and c.mlp == "swiglu",
 }
 # Tensors that carry nothing the model needs as a weight:
 # - rope_freqs.weight: Llama 3 RoPE scaling, read by config_from_gguf instead.
@@ -235,6 +237,7 @@ def _expected_shape(hf_name: str, c: ModelConfig) -> tuple[int, ...]:
         "o_proj.bias": (h,),
         "gate_proj.weight": (ffn, h),
         "up_proj.weight": (ffn, h),
+        "gate_proj.bias": (ffn,),
         "up_proj.bias": (ffn,),
         "down_proj.weight": (h, ffn),
         "down_proj.bias": (h,),

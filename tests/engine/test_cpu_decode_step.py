@@ -41,13 +41,14 @@ def decode_logits(engine, use_c: bool, steps: int = 4) -> tuple[torch.Tensor, KV
     return torch.stack(out), kv
 
 
-@pytest.mark.parametrize("arch,types,dtype", [
-    ("llama", {"*": "Q4_1", "output": "Q8_0"}, torch.float32),
-    ("qwen2", {"attn_v": "Q6_K", "ffn_down": "Q6_K", "*": "Q4_K"}, torch.bfloat16),  # a Q4_K_M-like mix: nothing joined
-    ("qwen3", {"*": "Q5_0"}, torch.float32),
+@pytest.mark.parametrize("arch,types,dtype,biases", [
+    ("llama", {"*": "Q4_1", "output": "Q8_0"}, torch.float32, False),
+    ("qwen2", {"attn_v": "Q6_K", "ffn_down": "Q6_K", "*": "Q4_K"}, torch.bfloat16, False),  # a Q4_K_M-like mix
+    ("qwen3", {"*": "Q5_0"}, torch.float32, False),
+    ("llama", {"*": "Q8_0"}, torch.float32, True),  # attention_bias and mlp_bias: a bias on every projection
 ])
-def test_decode_steps_in_c_match_the_layer_by_layer_path(tmp_path, arch, types, dtype):
-    engine = load_model(write(tmp_path / "m.gguf", arch, types), quant="gguf", dtype=dtype)
+def test_decode_steps_in_c_match_the_layer_by_layer_path(tmp_path, arch, types, dtype, biases):
+    engine = load_model(write(tmp_path / "m.gguf", arch, types, biases=biases), quant="gguf", dtype=dtype)
     assert engine.model.cpu_decoder_status == "every layer in one C call"
     calls = []
     run = engine.model.cpu_decoder.run

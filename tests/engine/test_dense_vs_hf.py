@@ -48,6 +48,10 @@ def ours_from_hf(model) -> Engine:
     [
         ("llama", {}),
         ("llama", {"tie_word_embeddings": True}),
+        # Llama's optional biases: attention_bias on q, k, v and o; mlp_bias on gate, up and down.
+        ("llama", {"attention_bias": True}),
+        ("llama", {"mlp_bias": True}),
+        ("qwen3", {"attention_bias": True}),
         ("llama", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}),
         ("qwen2", {}),

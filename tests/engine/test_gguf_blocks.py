@@ -36,7 +36,7 @@ TYPES = list(G.GGUF_TYPES)
 PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
-def state_dict(arch: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray]:
+def state_dict(arch: str, tied: bool, seed: int = 0, biases: bool = False) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     h, f, v = DIMS["hidden"], DIMS["ffn"], DIMS["vocab"]
     q, kv = DIMS["heads"] * DIMS["head_dim"], DIMS["kv_heads"] * DIMS["head_dim"]
@@ -54,15 +54,19 @@ def state_dict(arch: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray]:
                p + "self_attn.v_proj.weight": r(kv, h), p + "self_attn.o_proj.weight": r(h, q),
                p + "mlp.gate_proj.weight": r(f, h), p + "mlp.up_proj.weight": r(f, h),
                p + "mlp.down_proj.weight": r(h, f)}
-        if arch == "qwen2":
+        if arch == "qwen2" or biases:
             sd |= {p + "self_attn.q_proj.bias": r(q), p + "self_attn.k_proj.bias": r(kv),
                    p + "self_attn.v_proj.bias": r(kv)}
+        if biases:  # Llama's attention_bias (o too) and mlp_bias
+            sd |= {p + "self_attn.o_proj.bias": r(h), p + "mlp.gate_proj.bias": r(f), p + "mlp.up_proj.bias": r(f),
+                   p + "mlp.down_proj.bias": r(h)}
         if arch == "qwen3":
             sd |= {p + "self_attn.q_norm.weight": 1 + r(DIMS["head_dim"]), p + "self_attn.k_norm.weight": 1 + r(DIMS["head_dim"])}
     return sd
 
 
-def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, raw: dict | None = None) -> Path:
+def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, raw: dict | None = None,
+          biases: bool = False) -> Path:
     """A GGUF of a random model; `types` maps a GGUF tensor name's part ("attn_q", "token_embd",
     "output", "*") to the type it is stored in (F32 where none matches); `raw` replaces
     tensors by (bytes, type)."""
@@ -71,12 +75,12 @@ def write(path: Path, arch: str, types: dict[str, str], *, tied: bool = False, r
     w.add_key_length(DIMS["head_dim"])
     w.add_value_length(DIMS["head_dim"])
     raw = raw or {}
-    for hf, t in state_dict(arch, tied).items():
+    for hf, t in state_dict(arch, tied, biases=biases).items():
         name = gguf_name(hf)
         if name in raw:
             w.add_tensor(name, raw[name][0], raw_dtype=raw[name][1])
             continue
-        if arch == "llama" and (".attn_q." in name or ".attn_k." in name) and t.ndim == 2:
+        if arch == "llama" and (".attn_q." in name or ".attn_k." in name):  # weights and biases, as the converter
             t = converter_permute(t, DIMS["heads"] if ".attn_q." in name else DIMS["kv_heads"])
         add_stored(w, name, t, types)
     return finish(w, path)
@@ -157,6 +161,32 @@ def test_qwen3_gguf_matches_transformers(tmp_path):
     with torch.no_grad():
         expected = hf(torch.tensor([IDS])).logits[0]
     torch.testing.assert_close(ours.logits(IDS), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_llama_gguf_with_every_bias_matches_transformers(tmp_path):
+    """attention_bias (q, k, v and o) and mlp_bias (gate, up, down): read from the file, equal to HF's
+    Llama on the same values; as GGUF blocks the biases go through the joined layers and the C step."""
+    transformers = pytest.importorskip("transformers")
+    from loopcoder.engine.weights.gguf_file import open_gguf
+    from loopcoder.engine.weights.gguf_tensors import iter_gguf_tensors
+
+    path = write(tmp_path / "b.gguf", "llama", {"*": "F32"}, biases=True)
+    ours = load_model(path, quant="none", dtype=torch.float32)
+    cfg = ours.model_config
+    assert (cfg.qkv_bias, cfg.o_bias, cfg.mlp_bias) == (True, True, True)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
+        rms_norm_eps=cfg.norm_eps, max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings, attention_bias=True, mlp_bias=True)).eval()
+    hf.load_state_dict(dict(iter_gguf_tensors(open_gguf(path), cfg)), strict=True)
+    with torch.no_grad():
+        expected = hf(torch.tensor([IDS])).logits[0]
+    torch.testing.assert_close(ours.logits(IDS), expected, atol=1e-4, rtol=1e-4)
+    quantized = write(tmp_path / "q.gguf", "llama", {"*": "Q8_0"}, biases=True)
+    blocks, engine = logits_of(quantized, "gguf")
+    assert rel_err(blocks, logits_of(quantized, "none")[0]) < 0.05
 
 
 def test_the_files_bytes_are_kept(tmp_path):
