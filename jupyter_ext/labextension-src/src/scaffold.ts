@@ -22,7 +22,7 @@ export interface IScaffoldAnswer {
 
 const TITLE = 'loopcoder: New Form App';
 
-/** A dialog body of titled lists of lines. */
+/** A dialog body of titled lists of lines; a section without a title is plain lines. */
 function body(sections: Array<[string, string[]]>, className: string): Widget {
   const node = document.createElement('div');
   node.className = className;
@@ -30,12 +30,19 @@ function body(sections: Array<[string, string[]]>, className: string): Widget {
     if (!lines.length) {
       continue;
     }
-    if (heading) {
-      const title = document.createElement('div');
-      title.className = 'lc-Scaffold-heading';
-      title.textContent = heading;
-      node.appendChild(title);
+    if (!heading) { // lines of their own, not a list
+      for (const line of lines) {
+        const text = document.createElement('div');
+        text.className = 'lc-Scaffold-line';
+        text.textContent = line;
+        node.appendChild(text);
+      }
+      continue;
     }
+    const title = document.createElement('div');
+    title.className = 'lc-Scaffold-heading';
+    title.textContent = heading;
+    node.appendChild(title);
     const list = document.createElement('ul');
     for (const line of lines) {
       const item = document.createElement('li');
