@@ -228,7 +228,9 @@ class HintHandler(CellActionHandler):
 
 
 class ScaffoldHandler(LoopcoderHandler):
-    """POST /loopcoder/scaffold {path, folder, description | spec, force?}: a form app in the notebook's directory."""
+    """POST /loopcoder/scaffold {path, folder, description | spec, force?, preview?}: a form app in the notebook's
+    directory. With "preview": true nothing is written: the answer has the spec, its `summary` and the files it
+    would write; the front end confirms by posting that spec back."""
 
     @tornado.web.authenticated
     @json_errors
@@ -240,11 +242,17 @@ class ScaffoldHandler(LoopcoderHandler):
             raise scaffold.ScaffoldTargetError(f"{request.folder!r} leads outside the server's root directory")
         scaffold.check_folder(folder, request.force)  # before any model work
         app = await self.ext.in_worker(lambda: scaffold.build(request.description, request.spec, self.ext.get_engine))
-        paths = await self.ext.in_worker(lambda: scaffold.write_files(folder, app.files, request.force))
+        if request.preview:
+            paths = scaffold.planned_paths(folder, app.files, request.force)
+        else:
+            paths = await self.ext.in_worker(lambda: scaffold.write_files(folder, app.files, request.force))
         relative = folder.resolve().relative_to(root).as_posix()
-        self.finish(json.dumps({
+        answer = {
             "folder": relative, "files": [p.resolve().relative_to(root).as_posix() for p in paths],
-            "run": launch.manual_commands(Path(relative)), "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}))
+            "run": launch.manual_commands(Path(relative)), "spec": app.spec.as_json(), "repairs": app.repairs, "notes": list(app.notes)}
+        if request.preview:
+            answer.update(preview=True, summary=scaffold.spec_summary(app.spec))
+        self.finish(json.dumps(answer))
 
 
 class StatsHandler(LoopcoderHandler):

@@ -46,6 +46,7 @@ class ScaffoldRequest:
     description: str
     spec: Any
     force: bool
+    preview: bool = False  # answer the spec and the files it would write, writing nothing
 
 
 def json_body(body: bytes) -> dict:
@@ -104,7 +105,7 @@ def scaffold_request(body: dict) -> ScaffoldRequest:
     if spec is None and not description.strip():
         raise InvalidRequestError("give the form as \"description\", a sentence such as \"a form to record equipment "
                                   "repairs with date, id, fault type and handler\", or as \"spec\"")
-    return ScaffoldRequest(path, folder, description, spec, _flag(body, "force", False))
+    return ScaffoldRequest(path, folder, description, spec, _flag(body, "force", False), _flag(body, "preview", False))
 
 
 def _integer(body: dict, key: str) -> int:

@@ -16,13 +16,18 @@ from loopcoder.lsp.server.window import Progress
 
 
 async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
-    """loopcoder.scaffoldForm {description, target, spec?, force?}: write a form app into the folder `target`
-    (a URI or a path) with workspace/applyEdit: CreateFile and TextDocumentEdit operations."""
+    """loopcoder.scaffoldForm {description, target, spec?, force?, preview?}: write a form app into the folder
+    `target` (a URI or a path) with workspace/applyEdit: CreateFile and TextDocumentEdit operations.
+
+    With "preview": true nothing is written: the answer is the spec (and its `summary`, the lines to show
+    for confirmation) and the files it would write; the editor confirms by calling again with that `spec`,
+    so the model is not asked twice and the app written is the spec the user saw."""
     arg = _scaffold_argument(args)
     folder = _scaffold_folder(ls, arg["target"])
-    force = bool(arg.get("force", False))
-    _check_creates_files(ls)
-    # The file names are fixed: refuse a full folder before any model work.
+    force, preview = arg.get("force", False), arg.get("preview", False)
+    if not preview:
+        _check_creates_files(ls)
+    # The file names are fixed: refuse a full folder before any model work (and before a preview is confirmed).
     scaffold.check_folder(folder, force)
     settings, description, spec = ls.settings, arg.get("description", ""), arg.get("spec")
     ticket = ls.requests.begin(f"scaffold:{folder}")
@@ -30,6 +35,10 @@ async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
         app = await ls.in_worker(ticket, lambda: scaffold.build(description, spec, lambda: ls.engine.get(settings),
                                                                 ticket.cancelled, progress.tokens))
     paths = scaffold.planned_paths(folder, app.files, force)
+    if preview:
+        return {"preview": True, "folder": folder.as_uri(), "files": [p.as_uri() for p in paths],
+                "spec": app.spec.as_json(), "summary": scaffold.spec_summary(app.spec), "repairs": app.repairs,
+                "notes": list(app.notes), "run": launch.manual_commands(folder), "api": scaffold.API}
     changes: list = []
     for path, text in zip(paths, app.files.values()):
         uri = path.as_uri()
@@ -57,8 +66,9 @@ def _scaffold_argument(args: tuple) -> dict:
     if not has_spec and (not isinstance(arg.get("description"), str) or not arg["description"].strip()):
         raise InvalidRequestError(f"{command}: the argument needs \"description\", the form in a sentence "
                                   "(or \"spec\", a form spec)")
-    if "force" in arg and not isinstance(arg["force"], bool):
-        raise InvalidRequestError(f"{command}: \"force\" must be true or false, not {arg['force']!r}")
+    for flag in ("force", "preview"):
+        if flag in arg and not isinstance(arg[flag], bool):
+            raise InvalidRequestError(f"{command}: \"{flag}\" must be true or false, not {arg[flag]!r}")
     return arg
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from loopcoder.lsp.features.scaffold import build
+
 from .test_neovim import NeovimRun, _neovim_07, _neovim_012, _run
 
 pytestmark = pytest.mark.slow
@@ -126,3 +128,46 @@ def test_neovim_012_plugin_extmark_ghost_text(plugin_012_extmark: NeovimRun):
     _check_typing_and_accepting(plugin_012_extmark, "extmark")
     assert plugin_012_extmark.results["inline_completion"]["ghost"]["virt_text_pos"] == "inline", \
         plugin_012_extmark.explain("inline_completion")
+
+
+# -- :LoopcoderScaffold: preview, confirm or cancel (tests/editors/nvim/scaffold.lua; no model) ---------------
+
+
+@pytest.fixture(scope="module", params=["0.7", "0.12"])
+def scaffold_run(request, tmp_path_factory) -> tuple[NeovimRun, Path]:
+    tmp = tmp_path_factory.mktemp(f"scaffold-{request.param}")
+    neovim = _neovim_07() if request.param == "0.7" else _neovim_012()
+    return _run(tmp, neovim, "scaffold.lua", {"LOOPCODER_NVIM_PLUGIN": str(PLUGIN)}), tmp / "work"
+
+
+def test_neovim_scaffold_previews_then_writes_the_confirmed_spec(scaffold_run):
+    import json
+
+    run, work = scaffold_run
+    pure = run.section("pure")
+    assert pure["confirm_without_spec"]["why"] == "the server's preview has no form spec to confirm", run.explain("pure")
+    assert pure["confirm"] == {"target": "file:///w/app", "spec": {"title": "T"}}, run.explain("pure")
+    assert pure["lines"] == ["T (table record), 1 field", "  A (a): text", "notes:", "  a note",
+                             "1 file(s) in /w/app"], run.explain("pure")
+    confirm = run.section("confirm")
+    texts = [m["message"] for m in confirm["messages"]]
+    # The summary is shown before the question; the question is Create or Cancel.
+    summary = next(t for t in texts if t.startswith("loopcoder: 员工请假申请 (table "))
+    assert "  所属部门 (suo_shu_bu_men): choice: 研发部 | 市场部 | 财务部, required" in summary.split("\n"), run.explain("confirm")
+    assert confirm["selects"] == [{"items": ["Create", "Cancel"], "prompt": "Create this form app?"}], run.explain("confirm")
+    assert any(t.startswith("loopcoder: wrote ") for t in texts), run.explain("confirm")
+    manifest = json.loads((work / "leave" / "loopcoder-scaffold.json").read_text(encoding="utf-8"))
+    assert [f["label"] for f in manifest["spec"]["fields"]][:2] == ["申请人姓名", "所属部门"]
+    # Saved from the buffers the edit filled, byte for byte what the scaffolder renders.
+    for name, text in build(spec=manifest["spec"]).files.items():
+        assert (work / "leave" / name).read_text(encoding="utf-8") == text, name
+
+
+def test_neovim_scaffold_cancel_writes_nothing_and_a_bad_folder_is_refused_before_asking(scaffold_run):
+    run, work = scaffold_run
+    cancel = run.section("cancel")
+    assert len(cancel["selects"]) == 1 and not (work / "cancelled").exists(), run.explain("cancel")
+    assert cancel["messages"][-1]["message"] == "loopcoder: cancelled: nothing was written", run.explain("cancel")
+    outside = run.section("outside")
+    assert outside["selects"] == [], run.explain("outside")
+    assert any("is outside the workspace" in m["message"] for m in outside["messages"]), run.explain("outside")

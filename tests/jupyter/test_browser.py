@@ -159,3 +159,76 @@ def test_ghost_text_and_a_review_in_a_real_jupyterlab(lab, screenshot_path):
             raise
         finally:
             browser.close()
+
+
+LEAVE = ("请做一个员工请假申请表单，包含申请人姓名、所属部门（研发部、市场部、财务部）、请假开始日期、结束日期、"
+         "请假天数、请假原因，以及联系邮箱")  # every field's type stated: no model
+
+
+def _dialog(page, text: str):
+    dialog = page.locator(".jp-Dialog").filter(has_text=text)
+    dialog.wait_for(timeout=30000)
+    return dialog
+
+
+def _new_form_app(page, folder: str):
+    """loopcoder: New Form App… from the command palette, the sentence and the folder answered."""
+    page.locator(".jp-Notebook .jp-Cell").nth(2).locator(".jp-InputPrompt").click()  # the notebook has the focus
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-input")
+    palette.wait_for(state="visible", timeout=10000)
+    palette.fill("New Form App")
+    page.locator(".lm-CommandPalette-item").filter(has_text="loopcoder: New Form App").first.click()
+    sentence = _dialog(page, "Describe the form in a sentence")
+    sentence.locator("input").fill(LEAVE)
+    sentence.locator(".jp-mod-accept").click()
+    where = _dialog(page, "Folder for the app")
+    where.locator("input").fill(folder)
+    where.locator(".jp-mod-accept").click()
+
+
+def test_scaffold_form_from_the_palette_previews_then_writes(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, log = lab
+    root = log.parent / "notebooks"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--headless", "--no-sandbox", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/lab/tree/shopping.ipynb?token={TOKEN}")
+            page.locator(".jp-Notebook .jp-Cell").nth(3).wait_for(timeout=60000)
+
+            # Confirmed: the preview's summary is shown, nothing is written until Create.
+            _new_form_app(page, "leave_app")
+            preview = _dialog(page, "create this form app?")
+            summary = preview.locator(".lc-Scaffold-preview").inner_text()
+            assert "所属部门 (suo_shu_bu_men): choice: 研发部 | 市场部 | 财务部, required" in summary, summary
+            assert "12 files in leave_app/" in summary, summary
+            assert not (root / "leave_app").exists()
+            preview.locator(".jp-mod-accept").click()
+            result = _dialog(page, "the form app is written")
+            assert "leave_app/app.py" in result.inner_text() and "python3 -m venv .venv" in result.inner_text()
+            result.locator(".jp-mod-accept").click()
+            manifest = json.loads((root / "leave_app" / "loopcoder-scaffold.json").read_text(encoding="utf-8"))
+            assert [f["label"] for f in manifest["spec"]["fields"]][:2] == ["申请人姓名", "所属部门"]
+            assert (root / "leave_app" / "app.py").is_file()
+
+            # Cancelled at the preview: nothing written.
+            _new_form_app(page, "cancelled_app")
+            _dialog(page, "create this form app?").locator(".jp-mod-reject").click()
+            page.locator(".jp-Dialog").wait_for(state="detached", timeout=10000)
+            assert not (root / "cancelled_app").exists()
+
+            # A full folder is refused by the preview, before anyone is asked to confirm.
+            _new_form_app(page, "leave_app")
+            refused = _dialog(page, "already has")
+            assert page.locator(".lc-Scaffold-preview").count() == 0
+            refused.locator(".jp-mod-reject").click()  # showErrorMessage has one button, Close
+        except Exception:
+            page.screenshot(path=str(log.with_suffix(".scaffold.png")))
+            print(f"jupyter lab log ({log}):\n{log.read_text()[-4000:]}\nscreenshot: {log.with_suffix('.scaffold.png')}")
+            raise
+        finally:
+            browser.close()

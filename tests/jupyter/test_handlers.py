@@ -63,6 +63,15 @@ BAD_BODIES = [
     ("scaffold", {"path": "nb.ipynb", "folder": "../out", "description": "a form"}, "must be inside the notebook's directory"),
     ("scaffold", {"path": "nb.ipynb", "folder": "app"}, "give the form as \"description\""),
     ("scaffold", {"path": "nb.ipynb", "folder": "app", "spec": {"title": 3}}, "spec"),
+    ("scaffold", {"path": "nb.ipynb", "folder": "app", "description": "a form", "preview": "yes"},
+     "\"preview\" must be true or false"),
+    ("scaffold", {"path": "nb.ipynb", "folder": "app", "description": "a form", "preview": None},
+     "\"preview\" must be true or false"),
+    ("scaffold", {"path": "nb.ipynb", "folder": "/tmp/app", "description": "a form", "preview": True},
+     "must be inside the notebook's directory"),
+    ("scaffold", {"path": "nb.ipynb", "folder": "app", "preview": True,
+                  "spec": {"title": "t", "fields": [{"name": "a", "label": "A", "type": "choice"}]}},
+     "a choice field needs `choices`"),
 ]
 
 
@@ -107,6 +116,27 @@ def test_scaffold_from_a_spec_writes_into_the_notebooks_directory(fetch, jp_root
     assert answer["run"].startswith("cd work/repairs_app && python3 -m venv .venv && ")  # from the server's root
     assert (jp_root_dir / "work" / "repairs_app" / "loopcoder-scaffold.json").is_file()
     status, again = fetch("scaffold", {"path": "work/repairs.ipynb", "folder": "repairs_app", "spec": SPEC})
+    assert status == 400 and "already has" in again["message"]
+
+
+def test_scaffold_preview_writes_nothing_and_the_spec_it_answers_is_what_is_written(fetch, jp_root_dir):
+    (jp_root_dir / "work").mkdir()
+    request = {"path": "work/leave.ipynb", "folder": "leave_app", "preview": True,
+               "description": "请做一个员工请假申请表单，包含申请人姓名、所属部门（研发部、市场部、财务部）、请假开始日期、"
+                              "结束日期、请假天数、请假原因，以及联系邮箱"}  # every type stated: no model
+    status, preview = fetch("scaffold", request)
+    assert status == 200, preview
+    assert not (jp_root_dir / "work" / "leave_app").exists()
+    assert preview["preview"] is True and preview["folder"] == "work/leave_app"
+    assert preview["summary"][2] == "所属部门 (suo_shu_bu_men): choice: 研发部 | 市场部 | 财务部, required"
+    assert "work/leave_app/app.py" in preview["files"]
+    status, written = fetch("scaffold", {**request, "preview": False, "description": "", "spec": preview["spec"]})
+    assert status == 200, written
+    assert "preview" not in written and written["files"] == preview["files"] and written["spec"] == preview["spec"]
+    manifest = json.loads((jp_root_dir / "work" / "leave_app" / "loopcoder-scaffold.json").read_text(encoding="utf-8"))
+    assert manifest["spec"] == preview["spec"]
+    # A full folder is refused at the preview, before the user is asked to confirm.
+    status, again = fetch("scaffold", request)
     assert status == 400 and "already has" in again["message"]
 
 

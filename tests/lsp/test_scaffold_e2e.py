@@ -92,8 +92,47 @@ async def test_existing_files_need_force(client: LanguageClient):
     assert (folder / "app.py").read_text() != "# mine\n"
 
 
+# Every field's type is stated: no model is loaded (test_describe.py).
+LEAVE = ("请做一个员工请假申请表单，包含申请人姓名、所属部门（研发部、市场部、财务部）、请假开始日期、结束日期、"
+         "请假天数、请假原因，以及联系邮箱")
+
+
+async def test_a_preview_writes_nothing_and_the_confirmed_spec_is_what_is_written(client: LanguageClient):
+    folder = WORKSPACE / f"leave-{client.profile}"
+    edits_before = len(client.applied_edits)
+    preview = await asyncio.wait_for(_scaffold(client, {"description": LEAVE, "target": from_fs_path(str(folder)),
+                                                        "preview": True}), timeout=60)
+    assert not folder.exists() and len(client.applied_edits) == edits_before
+    assert preview["preview"] is True and preview["folder"] == folder.as_uri()
+    assert preview["summary"][0] == "员工请假申请 (table yuan_gong_qing_jia_shen_qing), 7 fields"
+    assert preview["summary"][2] == "所属部门 (suo_shu_bu_men): choice: 研发部 | 市场部 | 财务部, required"
+    assert preview["files"] == [(folder / name).as_uri() for name in build(spec=preview["spec"]).files]
+    # Confirmed: the spec comes back (the description, now stale, is ignored) and is written as previewed.
+    result = await asyncio.wait_for(_scaffold(client, {"description": "ignored, a spec is given",
+                                                       "target": from_fs_path(str(folder)),
+                                                       "spec": preview["spec"]}), timeout=60)
+    assert result["applied"] is True and result["files"] == preview["files"] and result["spec"] == preview["spec"]
+    assert json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["spec"] == preview["spec"]
+
+
+async def test_a_preview_refuses_a_full_folder_before_anything_is_confirmed(client: LanguageClient):
+    folder = WORKSPACE / f"full-{client.profile}"
+    folder.mkdir()
+    (folder / "app.py").write_text("# mine\n")
+    with pytest.raises(JsonRpcException, match="already has app.py"):
+        await _scaffold(client, {"description": LEAVE, "target": str(folder), "preview": True})
+    forced = await _scaffold(client, {"description": LEAVE, "target": str(folder), "preview": True, "force": True})
+    assert forced["preview"] is True and (folder / "app.py").read_text() == "# mine\n"
+
+
 @pytest.mark.parametrize("argument, message", [
     (None, "takes one argument"),
+    ({"description": "a form", "target": str(WORKSPACE / "p"), "preview": "yes"}, '"preview" must be true or false'),
+    ({"description": "a form", "target": str(WORKSPACE / "p"), "preview": 1}, '"preview" must be true or false'),
+    ({"description": LEAVE, "target": "/tmp/elsewhere-loopcoder", "preview": True}, "is outside the workspace"),
+    ({"target": str(WORKSPACE / "p"), "spec": {"title": "t", "fields": []}, "preview": True}, "invalid form spec"),
+    ({"target": str(WORKSPACE / "q"), "spec": {"title": "t", "fields": [{"name": "a", "label": "A", "type": "choice"}]}},
+     r"field 1 \(a\): a choice field needs `choices`"),
     ({"description": "a signup form"}, 'needs "target"'),
     ({"target": str(WORKSPACE / "x")}, 'needs "description"'),
     ({"description": "a form", "target": "https://example.com/app"}, "must be a file:// URI or a path"),
@@ -133,3 +172,25 @@ async def test_an_editor_that_cannot_create_files_is_told_to_use_the_cli():
             workspace=types.WorkspaceClientCapabilities(workspace_edit=edit)))
         with pytest.raises(LoopcoderError, match="cannot create files.*loopcoder scaffold"):
             _check_creates_files(ls)
+
+
+async def test_a_preview_needs_no_create_capability(tmp_path):
+    """An editor that cannot create files may still preview (and then be told to use the CLI to write)."""
+    from types import SimpleNamespace
+
+    from loopcoder.engine.errors import LoopcoderError
+    from loopcoder.lsp.server.scaffold_form import scaffold_command
+
+    async def in_worker(ticket, work):
+        return work()
+
+    ls = SimpleNamespace(
+        client_capabilities=types.ClientCapabilities(workspace=types.WorkspaceClientCapabilities(
+            workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True))),
+        workspace=SimpleNamespace(folders={}, root_path=str(tmp_path)), settings=None, engine=None,
+        requests=SimpleNamespace(begin=lambda key: SimpleNamespace(cancelled=lambda: False)), in_worker=in_worker)
+    argument = {"description": LEAVE, "target": str(tmp_path / "app"), "preview": True}
+    preview = await scaffold_command(ls, argument)
+    assert preview["preview"] is True and len(preview["summary"]) == 8 and not (tmp_path / "app").exists()
+    with pytest.raises(LoopcoderError, match="cannot create files"):
+        await scaffold_command(ls, {"target": str(tmp_path / "app"), "spec": preview["spec"]})

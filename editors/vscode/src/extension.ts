@@ -10,7 +10,7 @@ import {
 } from 'vscode-languageclient/node';
 
 import {
-  ArgumentError, LspRange, describeReview, describeScaffold, editArgument, errorMessage, scaffoldArgument, targetArgument,
+  ArgumentError, LspRange, describeReview, editArgument, errorMessage, runScaffold, targetArgument,
 } from './commandArguments';
 import { resolveExecutable } from './executable';
 import { Settings, readSettings } from './settings';
@@ -177,24 +177,26 @@ async function edit(): Promise<void> {
 
 async function scaffold(): Promise<void> {
   const c = runningClient();
-  const description = await vscode.window.showInputBox({
-    title: 'loopcoder: New Form App', prompt: 'Describe the form in a sentence',
-    placeHolder: 'a form to record equipment repairs with date, id, fault type and handler',
-  });
-  if (description === undefined) {
-    return;
+  const told = await runScaffold({
+    askDescription: () => Promise.resolve(vscode.window.showInputBox({
+      title: 'loopcoder: New Form App', prompt: 'Describe the form in a sentence',
+      placeHolder: 'a form to record equipment repairs with date, id, fault type and handler',
+    })),
+    askFolder: async () => {
+      const folders = await vscode.window.showOpenDialog({
+        canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Create the form app here',
+        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+      });
+      return folders?.[0]?.toString();
+    },
+    // A modal message rather than a QuickPick: the spec is read as a whole, one field a line, and the only
+    // choice is yes or no; a QuickPick would offer each field as something to pick. Closing it is Cancel.
+    confirm: async (message, detail) =>
+      await vscode.window.showInformationMessage(message, { modal: true, detail }, 'Create') === 'Create',
+  }, (argument) => executeCommand(c, 'loopcoder.scaffoldForm', argument));
+  if (told) {
+    void (told.ok ? vscode.window.showInformationMessage(told.message) : vscode.window.showWarningMessage(told.message));
   }
-  scaffoldArgument(description, 'pending'); // says what is missing before the folder dialog opens
-  const folders = await vscode.window.showOpenDialog({
-    canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Create the form app here',
-    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
-  });
-  if (!folders || folders.length === 0) {
-    return;
-  }
-  const result = await executeCommand(c, 'loopcoder.scaffoldForm', scaffoldArgument(description, folders[0].toString()));
-  const told = describeScaffold(result);
-  void (told.ok ? vscode.window.showInformationMessage(told.message) : vscode.window.showWarningMessage(told.message));
 }
 
 async function showStatus(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * loopcoder for JupyterLab: the inline completion provider, and the explain / review / hint
- * commands in the cell context menu and the command palette.
+ * loopcoder for JupyterLab: the inline completion provider, the explain / review / hint
+ * commands in the cell context menu and the command palette, and New Form App (the palette
+ * and the notebook's context menu).
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
@@ -10,8 +11,10 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { ActionName, runAction } from './actions';
 import { LoopcoderInlineProvider } from './provider';
+import { scaffoldForm } from './scaffold';
 
 const PLUGIN_ID = 'loopcoder-jupyterlab:plugin';
+const SCAFFOLD_COMMAND = 'loopcoder:scaffold-form';
 
 const COMMANDS: Array<{ id: string; action: ActionName; label: string }> = [
   { id: 'loopcoder:explain-error', action: 'explain-error', label: 'loopcoder: Explain the Error of This Cell' },
@@ -21,7 +24,7 @@ const COMMANDS: Array<{ id: string; action: ActionName; label: string }> = [
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'Notebook-aware ghost text, and explain, review and hint for a cell, from loopcoder.',
+  description: 'Notebook-aware ghost text, explain, review and hint for a cell, and a form app from a sentence, from loopcoder.',
   autoStart: true,
   requires: [ICompletionProviderManager, INotebookTracker],
   optional: [ICommandPalette, ISettingRegistry],
@@ -49,6 +52,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.contextMenu.addItem({ command: id, selector: '.jp-Notebook .jp-Cell', rank: 20 });
       palette?.addItem({ command: id, category: 'loopcoder' });
     }
+
+    // A form app next to the current notebook: the endpoint places it relative to the notebook's folder.
+    app.commands.addCommand(SCAFFOLD_COMMAND, {
+      label: 'loopcoder: New Form App…',
+      isEnabled: () => notebooks.currentWidget !== null,
+      execute: async () => {
+        const panel = notebooks.currentWidget;
+        return panel ? await scaffoldForm(panel.context.path) : null;
+      }
+    });
+    app.contextMenu.addItem({ command: SCAFFOLD_COMMAND, selector: '.jp-Notebook', rank: 21 });
+    palette?.addItem({ command: SCAFFOLD_COMMAND, category: 'loopcoder' });
 
     if (settingRegistry) {
       settingRegistry

@@ -19,10 +19,11 @@ from .output import ScaffoldTargetError, planned_paths, target_folder, write_fil
 from .render import API, FILE_NAMES, MANIFEST, RUN, render_app, run_command
 from .sentence import NoFieldsError, StatedField, StatedForm, read_sentence
 from .spec import FIELD_TYPES, FormField, FormSpec, LoadedSpec, SpecError, load_spec, spec_json_schema
+from .summary import spec_summary
 
 __all__ = ["API", "FIELD_TYPES", "MANIFEST", "MAX_NEW_TOKENS", "RUN", "Described", "FormField", "FormSpec", "LoadedSpec", "NoFieldsError",
            "Scaffold", "ScaffoldTargetError", "SpecError", "StatedField", "StatedForm", "build", "check_folder",
-           "describe", "load_spec", "planned_paths", "read_sentence", "render_app", "run_command", "spec_json_schema",
+           "describe", "load_spec", "planned_paths", "read_sentence", "render_app", "run_command", "spec_json_schema", "spec_summary",
            "target_folder", "write_files"]
 
 

@@ -112,19 +112,84 @@ function M.scaffold_argument(description, folder)
   return { description = vim.trim(description), target = vim.uri_from_fname(path) }
 end
 
+--- {target, spec} that writes what a preview (loopcoder.scaffoldForm with preview = true) showed, or nil and why not.
+function M.confirm_argument(preview, target_uri)
+  local spec = type(preview) == 'table' and preview.spec or nil
+  if type(spec) ~= 'table' or vim.tbl_isempty(spec) then
+    return nil, "the server's preview has no form spec to confirm"
+  end
+  return { target = target_uri, spec = spec }
+end
+
+--- The preview as lines to read before confirming: the spec's summary (the server's words, the same in every
+--- editor), the notes on what the sentence said that the spec does not hold, and where the files go.
+function M.preview_lines(preview)
+  local lines = {}
+  for i, line in ipairs(preview.summary or {}) do
+    table.insert(lines, i == 1 and line or ('  ' .. line))
+  end
+  for i, note in ipairs(preview.notes or {}) do
+    if i == 1 then table.insert(lines, 'notes:') end
+    table.insert(lines, '  ' .. note)
+  end
+  for i, repair in ipairs(preview.repairs or {}) do
+    if i == 1 then table.insert(lines, 'names changed:') end
+    table.insert(lines, '  ' .. repair)
+  end
+  local folder = type(preview.folder) == 'string' and vim.uri_to_fname(preview.folder) or '?'
+  table.insert(lines, ('%d file(s) in %s'):format(#(preview.files or {}), folder))
+  return lines
+end
+
 local scaffold = in_buffer(function(client, bufnr, opts)
+  local function write(argument)
+    M.execute(client, bufnr, 'loopcoder.scaffoldForm', argument, function(result)
+      if result and result.applied then
+        -- Neovim applies the edit to buffers; the app is run from disk, so save them. Each text ends with a
+        -- newline, which left an empty last line in the buffer: 'eol' writes that newline back.
+        for _, uri in ipairs(result.files or {}) do
+          local file_buf = vim.uri_to_bufnr(uri)
+          if api.nvim_buf_is_loaded(file_buf) and vim.bo[file_buf].modified then
+            local count = api.nvim_buf_line_count(file_buf)
+            if count > 1 and api.nvim_buf_get_lines(file_buf, count - 1, count, true)[1] == '' then
+              api.nvim_buf_set_lines(file_buf, count - 1, count, true, {})
+            end
+            api.nvim_buf_call(file_buf, function() vim.cmd('silent noautocmd write') end)
+          end
+        end
+        notify(('wrote %d file(s); run it with: %s'):format(#result.files, result.run))
+      else
+        notify('the files were not written: ' .. tostring(result and result.failureReason), vim.log.levels.WARN)
+      end
+    end)
+  end
+  -- First a preview, which writes nothing (and refuses a bad folder before anyone confirms); the spec it
+  -- shows is the one written, sent back as it came, so the model is not asked again.
   local function run(description, folder)
     local argument, why = M.scaffold_argument(description, folder)
     if not argument then
       return notify(why, vim.log.levels.ERROR)
     end
+    argument.preview = true
     notify('designing the form…')
-    M.execute(client, bufnr, 'loopcoder.scaffoldForm', argument, function(result)
-      if result and result.applied then
-        notify(('wrote %d file(s); run it with: %s'):format(#result.files, result.run))
-      else
-        notify('the files were not written: ' .. tostring(result and result.failureReason), vim.log.levels.WARN)
+    M.execute(client, bufnr, 'loopcoder.scaffoldForm', argument, function(preview)
+      local confirmed, bad = M.confirm_argument(preview, argument.target)
+      if not confirmed then
+        return notify(bad, vim.log.levels.ERROR)
       end
+      notify(table.concat(M.preview_lines(preview), '\n'))
+      vim.ui.select({ 'Create', 'Cancel' }, { prompt = 'Create this form app?' }, function(choice)
+        if choice == 'Create' then
+          -- Neovim 0.7's workspace/applyEdit creates a file only in a folder that exists (0.8 and later make
+          -- the folders): make them first, for the files the preview named.
+          for _, uri in ipairs(preview.files or {}) do
+            vim.fn.mkdir(vim.fn.fnamemodify(vim.uri_to_fname(uri), ':h'), 'p')
+          end
+          write(confirmed)
+        else
+          notify('cancelled: nothing was written')
+        end
+      end)
     end)
   end
   local function ask_folder(description)
