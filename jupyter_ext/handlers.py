@@ -242,6 +242,8 @@ class ScaffoldHandler(LoopcoderHandler):
             raise scaffold.ScaffoldTargetError(f"{request.folder!r} leads outside the server's root directory")
         scaffold.check_folder(folder, request.force)  # before any model work
         app = await self.ext.in_worker(lambda: scaffold.build(request.description, request.spec, self.ext.get_engine))
+        if request.force:  # over an app already there: its next revision, its records checked and kept
+            app, _ = await self.ext.in_worker(lambda: scaffold.over_existing(folder, app))
         if request.preview:
             paths = scaffold.planned_paths(folder, app.files, request.force)
         else:

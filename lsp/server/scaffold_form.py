@@ -34,6 +34,8 @@ async def scaffold_command(ls: LoopcoderServer, *args) -> dict:
     async with Progress(ls, "loopcoder: designing the form", scaffold.MAX_NEW_TOKENS) as progress:
         app = await ls.in_worker(ticket, lambda: scaffold.build(description, spec, lambda: ls.engine.get(settings),
                                                                 ticket.cancelled, progress.tokens))
+    if force:  # over an app already there: its next revision, its records checked and kept
+        app, _ = await ls.in_worker(ticket, lambda: scaffold.over_existing(folder, app))
     paths = scaffold.planned_paths(folder, app.files, force)
     if preview:
         return {"preview": True, "folder": folder.as_uri(), "files": [p.as_uri() for p in paths],

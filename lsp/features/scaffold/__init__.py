@@ -15,6 +15,8 @@ from typing import Any, Callable
 from loopcoder.engine.api import CancelCheck, EngineAPI
 
 from .describe import MAX_NEW_TOKENS, Described, describe
+from .existing import check_app_records, existing_history
+from .migrations import continue_history
 from .output import ScaffoldTargetError, planned_paths, target_folder, write_files
 from .render import API, FILE_NAMES, MANIFEST, RUN, render_app, run_command
 from .sentence import NoFieldsError, StatedField, StatedForm, read_sentence
@@ -22,7 +24,7 @@ from .spec import FIELD_TYPES, FormField, FormSpec, LoadedSpec, SpecError, load_
 from .summary import spec_summary
 
 __all__ = ["API", "FIELD_TYPES", "MANIFEST", "MAX_NEW_TOKENS", "RUN", "Described", "FormField", "FormSpec", "LoadedSpec", "NoFieldsError",
-           "Scaffold", "ScaffoldTargetError", "SpecError", "StatedField", "StatedForm", "build", "check_folder",
+           "Scaffold", "ScaffoldTargetError", "SpecError", "StatedField", "StatedForm", "build", "check_folder", "over_existing",
            "describe", "load_spec", "planned_paths", "read_sentence", "render_app", "run_command", "spec_json_schema", "spec_summary",
            "target_folder", "write_files"]
 
@@ -60,3 +62,19 @@ def build(description: str = "", spec: Any = None, engine: Callable[[], EngineAP
     described = describe(description, engine, cancelled=cancelled, progress=progress, max_new_tokens=max_new_tokens)
     loaded = described.loaded
     return Scaffold(loaded.spec, loaded.repairs, render_app(loaded.spec), described.notes)
+
+
+def over_existing(folder, app: Scaffold) -> tuple[Scaffold, bool]:
+    """`app` as it goes over the app already in `folder`, if any (the caller was allowed to
+    overwrite): the new spec becomes the next revision of that app's history, its table keeps
+    its name, and the records are checked (InvalidRequestError when they cannot survive it;
+    losses are allowed, the overwrite having been forced). Returns the app to write and whether
+    an app was there."""
+    history = existing_history(folder)
+    if history is None:
+        return app, False
+    before = history[-1].spec
+    spec = app.spec.model_copy(update={"entity": before.entity})
+    told = check_app_records(folder, before, spec, force=True)
+    return Scaffold(spec, app.repairs, render_app(spec, continue_history(history, spec, None)),
+                    app.notes + tuple(told)), True

@@ -37,7 +37,8 @@ from loopcoder.engine.errors import InvalidRequestError
 from .describe import MAX_NEW_TOKENS, Progress, decide
 from .lexicon import CODE_MAX_LENGTH, load_lexicon, spec_type
 from .sentence import StatedForm, read_fields, split_list, words
-from .spec import FormField, FormSpec, load_spec
+from .spec import FormSpec, load_spec
+from .summary import field_rules
 
 MAX_CHANGE_CHARS = 1000
 _EDGE = " \t.,;:、。\"'“”‘’"
@@ -378,19 +379,6 @@ def _added_fields(op: Op, fields: list[dict], sentence: str, engine, cancelled, 
 
 # -- the diff ------------------------------------------------------------------------------------
 
-def describe_field(f: FormField) -> str:
-    """A field in a few words: `text, required, unique, at most 200 characters`."""
-    parts = [f.type.replace("_", " ")]
-    if f.type == "choice":
-        parts[0] = "choice: " + " | ".join(f.choices or [])
-    parts.append("required" if f.required else "optional")
-    if f.unique:
-        parts.append("unique")
-    if f.min is not None or f.max is not None:
-        parts.append(f"from {f.min if f.min is not None else '…'} to {f.max if f.max is not None else '…'}")
-    return ", ".join(parts)
-
-
 def spec_diff(before: FormSpec, after: FormSpec) -> list[str]:
     """What differs, field by field (matched by name): '+ label (name): ...', '- ...', '~ label (name): a -> b'."""
     lines = []
@@ -400,19 +388,18 @@ def spec_diff(before: FormSpec, after: FormSpec) -> list[str]:
     new = {f.name: f for f in after.fields}
     for name, f in old.items():
         if name not in new:
-            lines.append(f"- {f.label} ({name}): {describe_field(f)}")
+            lines.append(f"- {f.label} ({name}): {field_rules(f, True)}")
     for name, f in new.items():
         was = old.get(name)
         if was is None:
-            lines.append(f"+ {f.label} ({name}): {describe_field(f)}")
+            lines.append(f"+ {f.label} ({name}): {field_rules(f, True)}")
         elif was != f:
             changes = []
             if was.label != f.label:
                 changes.append(f"label {was.label} -> {f.label}")
-            if describe_field(was) != describe_field(f):
-                changes.append(f"{describe_field(was)} -> {describe_field(f)}")
-            for key in ("max_length", "min_length", "help"):
-                if getattr(was, key) != getattr(f, key):
-                    changes.append(f"{key} {getattr(was, key)} -> {getattr(f, key)}")
+            if field_rules(was, True) != field_rules(f, True):
+                changes.append(f"{field_rules(was, True)} -> {field_rules(f, True)}")
+            if was.help != f.help:
+                changes.append(f"help {was.help or '(none)'} -> {f.help or '(none)'}")
             lines.append(f"~ {f.label} ({name}): {'; '.join(changes)}")
     return lines

@@ -18,11 +18,12 @@ from typing import Any, Callable
 from loopcoder.engine.api import EngineAPI
 from loopcoder.engine.errors import InvalidRequestError
 
-from . import build, check_folder, launch, render, target_folder, write_files
+from . import build, check_folder, launch, over_existing, render, target_folder, write_files
 from .change import apply_change, read_change
 from .describe import MAX_NEW_TOKENS
+from .existing import check_app_records, read_manifest
 from .migrations import continue_history, load_history
-from .records import DATABASE, check_records
+from .records import DATABASE
 from .spec import FormSpec, load_spec
 
 
@@ -101,24 +102,18 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
     app = build(args.description, spec_source, engine, progress=progress, max_new_tokens=args.max_tokens)
     if progress is not None:
         progress.done()
+    app, existing = over_existing(folder, app)  # an app is there (--force): the next revision, its records kept
     for line in app.repairs:
         _say(f"renamed {line}")
     for note in app.notes:  # nothing stated is dropped silently
         _say(f"note: {note}")
     fields = ", ".join(f"{f.name} ({f.type})" for f in app.spec.fields)
     _say(f"spec: {app.spec.title!r}, {len(app.spec.fields)} fields: {fields}")
-    files = app.files
-    existing = _existing_app(folder)
-    if existing is not None:  # an app is there (--force): its records go on, migrated to the new spec
-        before = existing[-1].spec
-        spec = app.spec.model_copy(update={"entity": before.entity})  # the table keeps its name
-        _check_records(folder, before, spec, force=True)
-        files = render.render_app(spec, continue_history(existing, spec, None))
-    write_files(folder, files, args.force, progress=lambda path: _say(f"wrote {path}"))
+    write_files(folder, app.files, args.force, progress=lambda path: _say(f"wrote {path}"))
     if spec_source is None:
         _say(f"the spec is in {folder / render.MANIFEST}: edit its \"spec\" and rerun with --spec {folder / render.MANIFEST} "
              "--force to change the app")
-    if existing is not None and (folder / DATABASE).is_file():
+    if existing and (folder / DATABASE).is_file():
         try:
             _migrate_now(folder, {})
         except launch.LaunchError as e:
@@ -141,45 +136,9 @@ def _finish(args: argparse.Namespace, folder: Path) -> int:
         return e.code
 
 
-def _read_manifest(path: Path) -> dict:
-    """An app's manifest (loopcoder-scaffold.json), checked to be one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidRequestError(f"{path} does not exist: give the app's loopcoder-scaffold.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidRequestError(f"cannot read the manifest {path}: {e}") from None
-    if not isinstance(data, dict) or data.get("generator") != "loopcoder scaffold" or "spec" not in data:
-        raise InvalidRequestError(f"{path} is not the manifest of an app `loopcoder scaffold` wrote")
-    return data
-
-
-def _existing_app(folder: Path) -> list | None:
-    """The history of the app already in `folder`, or None when there is none."""
-    path = folder / render.MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = _read_manifest(path)
-        return load_history(data, load_spec(data["spec"]).spec)
-    except InvalidRequestError:
-        return None  # not an app of ours: overwritten as any file would be
-
-
 def _check_records(folder: Path, before: FormSpec, after: FormSpec, force: bool) -> None:
-    """Refuse a new spec the app's records cannot survive; say what --force would lose."""
-    check = check_records(folder / DATABASE, before, after)
-    if check.problems:
-        raise InvalidRequestError(f"nothing was changed: {len(check.problems)} problem(s) with the {check.records} "
-                                  f"record(s) in {folder / DATABASE}: " + "; ".join(check.problems))
-    if check.losses and not force:
-        raise InvalidRequestError("nothing was changed: the change would lose values: " + "; ".join(check.losses)
-                                  + ". Pass --force to remove them anyway (the app copies the database to "
-                                  f"{DATABASE}.before-<revision>.bak first)")
-    for loss in check.losses:
-        _say(f"--force: {loss}")
-    if check.records:
-        _say(f"{check.records} record(s) in {folder / DATABASE} fit the new spec")
+    for line in check_app_records(folder, before, after, force):
+        _say(line)
 
 
 def _migrate_now(folder: Path, previous: dict[str, str | None]) -> None:
@@ -214,7 +173,7 @@ def change(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> in
     folder = path.parent.absolute()
     if args.out is not None and target_folder(args.out).resolve() != folder.resolve():
         raise InvalidRequestError(f"--out {args.out} is not the folder of --spec {args.spec}: give one of them")
-    manifest = _read_manifest(path)
+    manifest = read_manifest(path)
     current = load_spec(manifest["spec"]).spec
     history = load_history(manifest, current)
 

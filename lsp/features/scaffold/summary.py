@@ -26,12 +26,21 @@ def spec_summary(spec: FormSpec) -> list[str]:
 
 
 def field_summary(field: FormField) -> str:
+    line = f"{field.label} ({field.name}): {field_rules(field)}"
+    if field.help:
+        line += f" — {field.help}"
+    return line
+
+
+def field_rules(field: FormField, say_optional: bool = False) -> str:
+    """The field's type and constraints: `choice: a | b, required, unique`; `optional` said too
+    when `say_optional` (a diff shows required -> optional)."""
     kind = field.type
     if kind == "choice" and field.choices:
         kind = "choice: " + " | ".join(field.choices)
     parts = [kind]
-    if field.required:
-        parts.append("required")
+    if field.required or say_optional:
+        parts.append("required" if field.required else "optional")
     if field.unique:
         parts.append("unique")
     if field.min is not None or field.max is not None:
@@ -39,10 +48,7 @@ def field_summary(field: FormField) -> str:
     # Every text-like field has a max_length; the type's default one is no constraint anyone set.
     if field.min_length is not None or field.max_length != DEFAULT_MAX_LENGTH.get(field.type):
         parts.append(_bounds(field.min_length, field.max_length, " characters"))
-    line = f"{field.label} ({field.name}): {', '.join(parts)}"
-    if field.help:
-        line += f" — {field.help}"
-    return line
+    return ", ".join(parts)
 
 
 def _bounds(low: float | None, high: float | None, unit: str) -> str:

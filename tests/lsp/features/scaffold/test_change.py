@@ -76,7 +76,7 @@ def test_the_issues_example_adds_an_optional_field_and_makes_one_required():
     added = changed.spec.fields[-1]
     assert (added.label, added.type, added.required) == ("备注", "long_text", False)
     assert changed.diff == ("~ 协助人 (handler_2): text, optional -> text, required",
-                            f"+ 备注 ({added.name}): long text, optional")
+                            f"+ 备注 ({added.name}): long_text, optional")
 
 
 def test_added_fields_are_optional_unless_the_words_say_required():
@@ -152,8 +152,8 @@ def test_the_diff_names_every_kind_of_difference():
         *EVERY_TYPE["fields"][3:], {"name": "extra", "label": "Extra", "type": "boolean"}]}).spec
     assert spec_diff(EVERY, after) == [
         "~ title: Every field type -> Stock",
-        "- Quantity (quantity): integer, required, from 1 to 99",
+        "- Quantity (quantity): integer, required, 1 to 99",
         "~ Name (title): label Title -> Name",
-        "~ Body (body): max_length 500 -> 900",
+        "~ Body (body): long_text, optional, at most 500 characters -> long_text, optional, at most 900 characters",
         "+ Extra (extra): boolean, optional",
     ]

@@ -195,3 +195,20 @@ def test_bad_change_arguments_are_refused(tmp_path, capsys, args, message):
     assert main(["scaffold", *[a.format(app=folder) for a in args]]) == 2
     assert message in capsys.readouterr().err
     assert _snapshot(folder) == before
+
+
+def test_an_app_written_over_another_continues_its_history(repairs):
+    """What the LSP command and the Jupyter endpoint do with force over an app: the new spec is the next
+    revision (its table keeps its name), the records are checked, and the app migrates them when it starts."""
+    from loopcoder.lsp.features.scaffold import over_existing
+
+    new = {**REPAIRS_ZH, "entity": "another_name", "fields": REPAIRS_ZH["fields"][:4]
+           + [{"name": "cost", "label": "费用", "type": "decimal"}]}
+    app, existed = over_existing(repairs, build(spec=new))
+    assert existed and app.spec.entity == "repair_record"
+    assert any("removed with its values (--force): 备注 (notes)" in note for note in app.notes)
+    write_files(repairs, app.files, force=True)
+    assert _python(repairs, "models.py").returncode == 0
+    assert _revision(repairs) == "0002" and _rows(repairs) == [r[:4] for r in RECORDS]
+    fresh, existed = over_existing(repairs.parent / "empty", build(spec=new))
+    assert not existed and fresh.spec.entity == "another_name"
