@@ -233,22 +233,23 @@ class Tokenizer:
         """FIM ids with the document text encoded as plain text; the BOS only where the model uses one."""
         return self.fim_ids(self.encode(prefix, parse_special=False), self.encode(suffix, parse_special=False))
 
-    def fim_ids(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int]) -> list[int]:
-        """FIM ids around already encoded prefix and suffix text, in the format's order."""
+    def fim_ids(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int], before: Sequence[int] = ()) -> list[int]:
+        """FIM ids around already encoded prefix and suffix text, in the format's order; `before`
+        (repository context) goes ahead of the first marker, after any BOS."""
         fim = self._require_fim()
         pre, suf, mid = self._marker(fim.prefix), self._marker(fim.suffix), self._marker(fim.middle)
         if fim.order == "spm":
-            return [*self._fim_bos(), *suf, *suffix_ids, *pre, *prefix_ids, *mid]
-        return [*self._fim_bos(), *pre, *prefix_ids, *suf, *suffix_ids, *mid]
+            return [*self._fim_bos(), *before, *suf, *suffix_ids, *pre, *prefix_ids, *mid]
+        return [*self._fim_bos(), *before, *pre, *prefix_ids, *suf, *suffix_ids, *mid]
 
-    def fim_head_ids(self, prefix_ids: Sequence[int]) -> list[int]:
+    def fim_head_ids(self, prefix_ids: Sequence[int], before: Sequence[int] = ()) -> list[int]:
         """The start every FIM prompt of a document shares, given the text before the cursor:
         what pre-warming prefills. In PSM order the code before the cursor; in SPM only the
         first marker (the code after the cursor comes first, and changes)."""
         fim = self._require_fim()
         if fim.order == "spm":
-            return [*self._fim_bos(), *self._marker(fim.suffix)]
-        return [*self._fim_bos(), *self._marker(fim.prefix), *prefix_ids]
+            return [*self._fim_bos(), *before, *self._marker(fim.suffix)]
+        return [*self._fim_bos(), *before, *self._marker(fim.prefix), *prefix_ids]
 
     def _require_fim(self) -> FimFormat:
         if self.fim_format is None:

@@ -18,6 +18,8 @@ from loopcoder.engine.errors import InvalidRequestError, TokenizerError
 from loopcoder.engine.sampling import DedentStop, FinishReason, SamplingParams
 from loopcoder.engine.tokenizer import split_last_token
 
+from .context.repo_prompt import ContextIds
+
 
 SUFFIX_CHARS_PER_TOKEN = 16
 # A long prefix is cut at a line start near a multiple of this many characters, so the
@@ -59,24 +61,29 @@ def prefix_budget(engine: EngineAPI, options: CompletionOptions) -> int:
                       engine.model_config.max_position_embeddings - options.max_new_tokens - options.suffix_tokens - 8))
 
 
-def build_prompt(engine: EngineAPI, prefix: str, suffix: str, options: CompletionOptions) -> list[int]:
+def build_prompt(engine: EngineAPI, prefix: str, suffix: str, options: CompletionOptions,
+                 context: ContextIds | None = None) -> list[int]:
+    """The prompt's ids: repository `context` (repo_prompt.py) first when given, then the code
+    before the cursor, then, for FIM models, the code after it."""
     tokenizer = engine.tokenizer
     if tokenizer is None:
         raise TokenizerError("this model has no tokenizer: text completion needs one")
-    budget = prefix_budget(engine, options)
+    context = context or ContextIds([], [])
+    budget = max(1, prefix_budget(engine, options) - len(context))
     prefix = bounded_prefix(prefix, budget * PREFIX_CHARS_PER_TOKEN)
     # Document text is plain text: a file that mentions "<|im_start|>" must not inject it.
     # add_special_tokens: a BOS where the model's tokenizer asks for one (Llama SPM), none otherwise.
     if tokenizer.fim_format is None:
-        ids = tokenizer.encode(prefix, add_special_tokens=True, parse_special=False)
-        ids = _drop_front(ids, budget)  # text denser than the estimate
+        bos = tokenizer.encode("", add_special_tokens=True)
+        ids = _drop_front(tokenizer.encode(prefix, parse_special=False), budget)  # text denser than the estimate
+        ids = [*bos, *context.before, *context.lead, *ids]
     else:
         # Cut by characters first so a huge file is not tokenized on every keystroke; no
         # token is longer than SUFFIX_CHARS_PER_TOKEN characters in practice.
         head = suffix[: options.suffix_tokens * SUFFIX_CHARS_PER_TOKEN]
         suffix_ids = tokenizer.encode(head, parse_special=False)[: options.suffix_tokens]
         prefix_ids = _drop_front(tokenizer.encode(prefix, parse_special=False), budget)
-        ids = tokenizer.fim_ids(prefix_ids, suffix_ids)
+        ids = tokenizer.fim_ids([*context.lead, *prefix_ids], suffix_ids, before=context.before)
     if not ids:  # an empty document with no BOS: start from a newline
         ids = tokenizer.encode("\n")
     return ids
@@ -121,13 +128,15 @@ def bounded_prefix(prefix: str, max_chars: int) -> str:
 
 
 def complete(engine: EngineAPI, key: str, text: str, offset: int, options: CompletionOptions = CompletionOptions(),
-             cancelled: CancelCheck | None = None, on_text: Callable[[str], None] | None = None) -> Completion:
+             cancelled: CancelCheck | None = None, on_text: Callable[[str], None] | None = None,
+             context: ContextIds | None = None) -> Completion:
     """Complete document `key` (its full `text`) at character `offset`.
 
     `cancelled()` is polled by the engine between chunks and tokens; True stops it early
     (a newer request for the document, or the client's $/cancelRequest).
     `on_text(text)`: streaming; called after each generated token with what would be
     inserted if generation stopped there (cleaned like the final text).
+    `context`: repository context (context/provider.py), put before the document.
     """
     if not 0 <= offset <= len(text):
         raise InvalidRequestError(f"offset {offset} is outside the document (0..{len(text)})")
@@ -138,7 +147,7 @@ def complete(engine: EngineAPI, key: str, text: str, offset: int, options: Compl
     cursor_line = prefix.rsplit("\n", 1)[-1]
     lead = cursor_line if cursor_line and not cursor_line.strip(" \t") and len(cursor_line) < len(prefix) else ""
     prompt_prefix = prefix[: len(prefix) - len(lead)]
-    ids = build_prompt(engine, prompt_prefix, suffix, options)  # with FIM, the middle starts with `lead`
+    ids = build_prompt(engine, prompt_prefix, suffix, options, context)  # with FIM, the middle starts with `lead`
     healed_text = ""
     if engine.tokenizer.fim_format is None:  # with FIM the prompt ends in <fim_middle>, nothing to heal
         ids, healed_text = split_last_token(engine.tokenizer, ids)

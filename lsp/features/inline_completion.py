@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from loopcoder.engine.api import CancelCheck, EngineAPI
 
 from .completion import CompletionOptions, complete
+from .context.repo_prompt import ContextIds
 from .settings import ServerSettings
 
 
@@ -25,12 +26,12 @@ def completion_options(settings: ServerSettings, multiline: bool = True) -> Comp
 
 
 def suggest(engine: EngineAPI, key: str, text: str, offset: int, settings: ServerSettings, *,
-            multiline: bool, cancelled: CancelCheck) -> str | None:
-    """The text to insert at `offset` of document `key`, or None."""
+            multiline: bool, cancelled: CancelCheck, context: ContextIds | None = None) -> str | None:
+    """The text to insert at `offset` of document `key`, or None; `context`: repository context."""
     options = completion_options(settings, multiline)
     if not settings.cache:
         engine.close(key, keep_cached=False)  # caching off: this prompt is computed from scratch, like a stateless server would
-    completion = complete(engine, key, text, offset, options, cancelled)
+    completion = complete(engine, key, text, offset, options, cancelled, context=context)
     # A cancelled generation stopped mid-thought: its partial text would mislead.
     if cancelled() or not completion.text:
         return None

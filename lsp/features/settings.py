@@ -34,6 +34,7 @@ class ServerSettings:
     max_tokens: int = 64  # most tokens an inline completion generates
     suffix_tokens: int = 256  # most tokens of text after the cursor put into the prompt
     context_tokens: int = 6144  # most tokens of text before the cursor put into the prompt
+    repo_context_tokens: int = 1024  # most tokens of repository context before the document (0: off; docs/context.md)
     action_tokens: int = 512  # most tokens a code action (review, explain, hint, edit) generates
     temperature: float = 0.0
     prewarm: bool = True  # prefill a document's K/V on open and save
@@ -51,6 +52,8 @@ class ServerSettings:
             raise InvalidRequestError(f"suffixTokens must be 0 or more, not {self.suffix_tokens}")
         if self.context_tokens < 1:
             raise InvalidRequestError(f"contextTokens must be at least 1, not {self.context_tokens}")
+        if self.repo_context_tokens < 0:
+            raise InvalidRequestError(f"repoContextTokens must be 0 (off) or more, not {self.repo_context_tokens}")
         if self.threads < 0:
             raise InvalidRequestError(f"threads must be 0 (torch's choice) or more, not {self.threads}")
         if self.temperature < 0:

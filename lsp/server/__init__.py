@@ -16,6 +16,7 @@ The modules, by what they hold:
     code_actions.py   textDocument/codeAction; review findings published as diagnostics
     commands.py       loopcoder.review, .explain, .hint and .edit (workspace/executeCommand)
     scaffold_form.py  loopcoder.scaffoldForm
+    repo_context.py   loopcoder.repoContext, workspace/didChangeWatchedFiles (the workspace index)
     window.py         work-done progress and window/showDocument for the commands
     transport.py      the read loops on stdio and TCP (in place of pygls's), the TCP connection rule
     framing.py        Content-Length framing, bytes in and messages out: bounded, resynchronising
@@ -37,6 +38,7 @@ from loopcoder.lsp.server.common import request
 from loopcoder.lsp.server.completion import completion, inline_completion
 from loopcoder.lsp.server.lifecycle import did_change_configuration, initialize, initialized, shutdown
 from loopcoder.lsp.server.notebooks import did_change_notebook, did_close_notebook, did_open_notebook, did_save_notebook
+from loopcoder.lsp.server.repo_context import did_change_watched_files, repo_context_command
 from loopcoder.lsp.server.scaffold_form import scaffold_command
 from loopcoder.lsp.server.state import LoopcoderServer
 from loopcoder.lsp.server.sync import change_rejected, did_change, did_close, did_open, did_save
@@ -49,6 +51,7 @@ COMMANDS: list[tuple[str, Callable]] = [
     ("loopcoder.hint", hint_command),
     ("loopcoder.edit", edit_command),
     ("loopcoder.scaffoldForm", scaffold_command),
+    ("loopcoder.repoContext", repo_context_command),
 ]
 
 
@@ -57,6 +60,7 @@ FEATURES: list[tuple[str, Any, Callable]] = [
     (types.INITIALIZED, None, initialized),
     (types.SHUTDOWN, None, shutdown),
     (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
+    (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, None, did_change_watched_files),
     (types.TEXT_DOCUMENT_DID_OPEN, None, did_open),
     (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False), did_save),

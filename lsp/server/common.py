@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 from lsprotocol import types
+from pygls.uris import to_fs_path
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from loopcoder.engine.errors import InvalidRequestError, LoopcoderError
@@ -88,3 +89,10 @@ def workspace_edit(ls: LoopcoderServer, document: Document, edits: list[types.Te
         ident = types.OptionalVersionedTextDocumentIdentifier(uri=document.uri, version=document.version)
         return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=ident, edits=edits)])
     return types.WorkspaceEdit(changes={document.uri: edits})
+
+
+def file_path(uri: str) -> str | None:
+    """The local path of a file:// URI, None for any other scheme (untitled:, a notebook cell)."""
+    if not uri.startswith("file://"):
+        return None
+    return to_fs_path(uri) or None

@@ -7,7 +7,7 @@ from lsprotocol import types
 
 from loopcoder.lsp.features.documents import Position
 from loopcoder.lsp.features.inline_completion import suggest
-from loopcoder.lsp.server.common import request
+from loopcoder.lsp.server.common import file_path, request
 from loopcoder.lsp.server.state import LoopcoderServer
 
 
@@ -24,8 +24,16 @@ async def _suggestion(ls: LoopcoderServer, uri: str, position: types.Position, m
     if rest is not None:
         return rest
 
+    path = file_path(uri) if cell is None else None  # notebook cells: no repository context yet
+    provider = ls.repo_context
+
     def work() -> str | None:
-        return suggest(ls.engine.get(settings), uri, text, offset, settings, multiline=multiline, cancelled=ticket.cancelled)
+        engine = ls.engine.get(settings)
+        context = None
+        if provider is not None and path is not None and engine.tokenizer is not None:
+            context = provider.context_ids(engine.tokenizer, path, text, offset)
+        return suggest(engine, uri, text, offset, settings, multiline=multiline, cancelled=ticket.cancelled,
+                       context=context)
 
     suggestion = await ls.in_worker(ticket, work)
     if not ticket.cancelled():

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.uris import to_fs_path
 
 from loopcoder.engine.errors import LoopcoderError
+from loopcoder.lsp.features.context.provider import RepoContextProvider
 from loopcoder.lsp.features.engine_loading import LazyEngine
 from loopcoder.lsp.features.inline_completion import TypedThrough
 from loopcoder.lsp.server.common import notification, rpc_error
@@ -29,12 +34,44 @@ def initialize(ls: LoopcoderServer, params: types.InitializeParams) -> None:
 
 
 def initialized(ls: LoopcoderServer, params: types.InitializedParams) -> None:
-    """initialized: start reading the model while the editor opens its first file."""
+    """initialized: start reading the model while the editor opens its first file, and index the
+    workspace for repository context."""
     ls.engine.start(ls.settings)
+    start_repo_context(ls)
+
+
+def start_repo_context(ls: LoopcoderServer) -> None:
+    """Index the workspace folders (or rootUri) in a thread of its own; completions use what is ready."""
+    roots = [Path(p) for p in (to_fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
+    if not roots and ls.workspace.root_path:
+        roots = [Path(ls.workspace.root_path)]
+    roots = [root for root in roots if root.is_dir()]
+    if not roots:
+        return
+    provider = RepoContextProvider(roots, ls.settings.repo_context_tokens)
+    ls.repo_context = provider
+    loop = asyncio.get_running_loop()
+
+    def build() -> None:
+        started = time.perf_counter()
+        try:
+            provider.build(cancelled=lambda: ls.repo_context is not provider)
+        except Exception as e:  # a bug: completions go on without repository context
+            log.exception("indexing the workspace failed")
+            loop.call_soon_threadsafe(ls.log_error, f"indexing the workspace failed: {e!r}")
+            return
+        stats = provider.stats()
+        message = (f"loopcoder: indexed {stats.get('files', 0)} files of {', '.join(map(str, roots))} for repository "
+                   f"context in {time.perf_counter() - started:.1f} s")
+        loop.call_soon_threadsafe(ls.window_log_message,
+                                  types.LogMessageParams(type=types.MessageType.Info, message=message))
+
+    threading.Thread(target=build, name="loopcoder-index", daemon=True).start()
 
 
 def shutdown(ls: LoopcoderServer, params: None) -> None:
-    """shutdown: stop queued engine work (running work sees its tickets cancelled)."""
+    """shutdown: stop queued engine work (running work sees its tickets cancelled) and indexing."""
+    ls.repo_context = None
     for uri in ls.requests.keys():
         ls.requests.forget(uri)
     ls.workers.shutdown(wait=False, cancel_futures=True)
@@ -52,6 +89,8 @@ def apply_settings(ls: LoopcoderServer, options: Any) -> None:
     new = ls.settings.updated(options)
     old, ls.settings = ls.settings, new
     ls.typed_through = TypedThrough()  # another model or budget suggests other text
+    if ls.repo_context is not None and old.repo_context_tokens != new.repo_context_tokens:
+        ls.repo_context.set_budget(new.repo_context_tokens)
     if any(getattr(old, key) != getattr(new, key) for key in ENGINE_KEYS) and ls.engine.started:
         log.info("model settings changed: loading the model again")
         ls.engine = LazyEngine()

@@ -17,6 +17,7 @@ from pygls.lsp.server import LanguageServer
 
 from loopcoder.engine.errors import LoopcoderError
 from loopcoder.engine.hardware import package_version
+from loopcoder.lsp.features.context.provider import RepoContextProvider
 from loopcoder.lsp.features.documents import DocumentStore
 from loopcoder.lsp.features.engine_loading import LazyEngine
 from loopcoder.lsp.features.inline_completion import TypedThrough, completion_options
@@ -51,6 +52,7 @@ class LoopcoderServer(LanguageServer):
         self.typed_through = TypedThrough()
         self.notebooks = Notebooks()
         self.findings: dict[str, list[Finding]] = {}  # the last review's findings per document, kept in step with edits
+        self.repo_context: RepoContextProvider | None = None  # the workspace's, once initialized (docs/context.md)
         self._scratch: tempfile.TemporaryDirectory | None = None
         # The engine serializes its own work behind a lock; a few threads let a newer
         # request queue up while a cancelled one winds down.

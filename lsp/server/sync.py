@@ -10,7 +10,7 @@ from loopcoder.lsp.features.documents import DocumentOutOfSyncError
 from loopcoder.lsp.server.protocol import RejectedMessage
 from loopcoder.lsp.server.code_actions import clear_findings, publish_findings
 from loopcoder.lsp.server.commands import ACTIONS
-from loopcoder.lsp.server.common import notification, to_change
+from loopcoder.lsp.server.common import file_path, notification, to_change
 from loopcoder.lsp.server.state import LoopcoderServer
 
 
@@ -51,6 +51,11 @@ def did_change(ls: LoopcoderServer, params: types.DidChangeTextDocumentParams) -
         raise
     if not ls.documents.in_sync(doc.uri):
         return
+    path = file_path(doc.uri)
+    if ls.repo_context is not None and path is not None and params.content_changes:
+        first = params.content_changes[0]
+        line = first.range.start.line if isinstance(first, types.TextDocumentContentChangePartial) else 0
+        ls.repo_context.document_edited(path, document.text, line)  # a recent chunk; its definitions seen elsewhere
     found = ls.findings.get(doc.uri)
     if found:  # diagnostics follow their lines; a finding whose line was edited goes away
         moved = review.relocate(found, document.text)
@@ -65,6 +70,9 @@ def did_save(ls: LoopcoderServer, params: types.DidSaveTextDocumentParams) -> No
     its text is not the editor's, and the user has been told)."""
     if ls.documents.in_sync(params.text_document.uri):
         ls.start_prewarm(params.text_document.uri)
+    path = file_path(params.text_document.uri)
+    if ls.repo_context is not None and path is not None:
+        ls.repo_context.file_changed(path)  # the index reads the saved file again
 
 
 @notification
@@ -77,6 +85,9 @@ def did_close(ls: LoopcoderServer, params: types.DidCloseTextDocumentParams) -> 
             ls.requests.forget(key)
     ls.typed_through.forget(uri)
     clear_findings(ls, uri)
+    path = file_path(uri)
+    if ls.repo_context is not None and path is not None:
+        ls.repo_context.document_closed(path)
     engine = ls.engine.loaded
     if engine is not None:  # the engine lock may be busy: never block the event loop on it
         for key in [uri, *(f"{uri}#{action}" for action in ACTIONS)]:

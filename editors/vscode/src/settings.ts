@@ -30,6 +30,7 @@ export const SERVER_SETTINGS: Readonly<Record<string, Kind>> = {
   maxTokens: { type: 'integer', min: 1 },
   suffixTokens: { type: 'integer', min: 0 },
   contextTokens: { type: 'integer', min: 1 },
+  repoContextTokens: { type: 'integer', min: 0 },
   actionTokens: { type: 'integer', min: 1 },
   temperature: { type: 'number', min: 0 },
   prewarm: { type: 'boolean' },

@@ -19,8 +19,8 @@ M.defaults = {
 local SERVER_KEYS = {
   model = 'string?', backend = 'string', url = 'string?', apiKey = 'string?', tokenizer = 'string?',
   threads = 'integer', socket = 'string?', device = 'string', dtype = 'string', quant = 'string',
-  maxTokens = 'integer', suffixTokens = 'integer', contextTokens = 'integer', actionTokens = 'integer',
-  temperature = 'number', prewarm = 'boolean', cache = 'boolean', fimTemplate = 'string?',
+  maxTokens = 'integer', suffixTokens = 'integer', contextTokens = 'integer', repoContextTokens = 'integer',
+  actionTokens = 'integer', temperature = 'number', prewarm = 'boolean', cache = 'boolean', fimTemplate = 'string?',
 }
 local CHOICES = {
   backend = { 'local', 'inprocess', 'openai', 'tgi' },

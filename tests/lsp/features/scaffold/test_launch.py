@@ -132,7 +132,12 @@ def test_run_from_a_sentence_serves_the_app_until_interrupted(tmp_path):
         with urllib.request.urlopen(url + "api/records", timeout=10) as records:
             assert records.status == 200 and records.read().decode("utf-8").startswith("[")
         child.send_signal(signal.SIGINT)
-        assert child.wait(timeout=30) == 0
+        try:  # generous: once, under a loaded CI machine, stopping took over 30 s (uvicorn's graceful shutdown)
+            code = child.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            pytest.fail(f"--run did not stop within 90 s of Ctrl-C; its stderr: {child.communicate()[1][-3000:]}")
+        assert code == 0
         err = child.stderr.read()
         assert "using this interpreter" in err and "running the app's tests" in err and "stopping the app" in err
     finally:
