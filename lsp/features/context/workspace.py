@@ -272,7 +272,9 @@ class WorkspaceIndex:
         with self._lock:
             if self._pending is not None:
                 self._pending.add(key)
-        if parts and parts[-1] in IGNORE_FILES:
+        if not os.path.lexists(key):  # deleted after all (or before the event came)
+            self._drop_tree(key)
+        elif parts and parts[-1] in IGNORE_FILES:
             self._rewalk(root, parts[:-1])
         elif parts[-3:] == GIT_EXCLUDE:
             self._rewalk(root, parts[:-3])
@@ -295,10 +297,7 @@ class WorkspaceIndex:
         with self._lock:
             if self._pending is not None:
                 self._pending.add(key)
-            self._drop(key)
-            prefix = key.rstrip("/") + "/"
-            for other in [k for k in self._files if k.startswith(prefix)]:
-                self._drop(other)
+            self._drop_tree(key)
 
     def stats(self) -> dict:
         """The index in numbers; `skipped` counts the last build's refusals by reason (an
@@ -580,6 +579,14 @@ class WorkspaceIndex:
         if self._files.pop(key, None) is not None:
             self._sorted = None
         self._forget(key)
+
+    def _drop_tree(self, key: str) -> None:
+        """Drop a file, or a folder's files."""
+        with self._lock:
+            self._drop(key)
+            prefix = key.rstrip("/") + "/"
+            for other in [k for k in self._files if k.startswith(prefix)]:
+                self._drop(other)
 
     def _remember(self, key: str, read: _Read) -> None:
         self._forget(key)

@@ -354,6 +354,17 @@ def test_remove_drops_a_file_or_a_folder(root):
     index.remove(root.parent / "elsewhere.py")  # outside: nothing happens
 
 
+def test_update_of_a_deleted_folder_drops_its_files(root):
+    write(root, {"a.py": "", "pkg/b.py": "", "pkg/c/d.py": ""})
+    index = built(root)
+    for path in (root / "pkg" / "c" / "d.py", root / "pkg" / "b.py"):
+        path.unlink()
+    (root / "pkg" / "c").rmdir()
+    (root / "pkg").rmdir()
+    index.update(root / "pkg")
+    assert indexed(index, root) == {"a.py"}
+
+
 def test_a_second_build_refreshes(root):
     write(root, {"a.py": "", "b.py": ""})
     index = built(root)
