@@ -428,3 +428,27 @@ def test_a_root_named_through_a_symlink(tmp_path, root):
     assert index.files() == [(root / "a.py").as_posix()]
     assert index.text(tmp_path / "alias" / "a.py") == "a\n"
     assert index.relative(tmp_path / "alias" / "a.py") == "a.py"
+
+
+def test_a_build_cancelled_halfway_through_the_reading_changes_nothing(root):
+    write(root, {f"m{i}.py": "" for i in range(20)})
+    index = WorkspaceIndex([root])
+    asked, calls = iter(range(1000)), []
+    index.build(progress=lambda done, total: calls.append((done, total)),
+                cancelled=lambda: next(asked) > 12)  # past the walk's questions, inside the reading
+    assert calls and calls[0] == (0, 20) and (20, 20) not in calls
+    assert not index.ready and index.files() == [] and index.stats()["build_seconds"] is None
+
+
+def test_reads_and_events_while_a_build_runs_on_another_thread(root):
+    import threading
+
+    write(root, {f"pkg{i % 7}/m{i}.py": f"x = {i}\n" for i in range(300)})
+    index = WorkspaceIndex([root])
+    worker = threading.Thread(target=index.build)
+    worker.start()
+    for i in range(0, 300, 3):
+        assert index.text(root / f"pkg{i % 7}" / f"m{i}.py") == f"x = {i}\n"
+        index.update(root / f"pkg{i % 7}" / f"m{i}.py")
+    worker.join()
+    assert index.ready and len(index.files()) == 300
