@@ -452,3 +452,17 @@ def test_reads_and_events_while_a_build_runs_on_another_thread(root):
         index.update(root / f"pkg{i % 7}" / f"m{i}.py")
     worker.join()
     assert index.ready and len(index.files()) == 300
+
+
+def test_update_of_info_exclude_or_a_loopcoderignore_reindexes(root):
+    write(root, {".git/HEAD": "ref\n", "a.py": "", "sub/b.py": ""})
+    index = built(root)
+    write(root, {".git/info/exclude": "a.py\n"})
+    index.update(root / ".git" / "info" / "exclude")
+    assert indexed(index, root) == {"sub/b.py"}
+    write(root, {"sub/.loopcoderignore": "b.py\n"})
+    index.update(root / "sub" / ".loopcoderignore")
+    assert indexed(index, root) == {"sub/.loopcoderignore"}
+    index.update(root / ".git" / "HEAD")  # events inside .git change nothing
+    index.update(root / ".git")
+    assert indexed(index, root) == {"sub/.loopcoderignore"}
