@@ -38,7 +38,7 @@ def test_wheel_contains_namespaced_packages_and_imports(tmp_path):
     for module in ("engine/parallel/sharding.py", "engine/serving/http/openai.py", "engine/sampling/grammar.py"):
         assert f"loopcoder/{module}" in names, module
     assert "loopcoder/engine/sampling/grammar.py" in names and "loopcoder/engine/sampling.py" not in names
-    assert "loopcoder/lsp/features/actions.py" in names
+    assert "loopcoder/lsp/features/actions.py" in names and "loopcoder/lsp/features/context/workspace.py" in names
     assert "loopcoder/lsp/server/sync.py" in names and "loopcoder/lsp/server.py" not in names
     assert "loopcoder/lsp/cli/__main__.py" in names and "loopcoder/lsp/cli.py" not in names
     assert not any(n.startswith(("engine/", "kernels/", "lsp/", "tests/")) for n in names)
