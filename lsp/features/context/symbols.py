@@ -178,15 +178,20 @@ def _point(data: bytes, offset: int) -> tuple[int, int]:
     return row, offset - (data.rfind(b"\n", 0, offset) + 1)
 
 
-def _parse(path: str, language: str, data: bytes):
+def _parse(path: str, language: str, data: bytes, keep: bool = True):
     """The tree of `data`; when the same path was parsed last with other bytes, the edit between
-    the two (common prefix and suffix) lets tree-sitter reparse only what changed."""
+    the two (common prefix and suffix) lets tree-sitter reparse only what changed. The trees of
+    the last _TREES_KEPT files kept are: those `names_near` reads (the documents being edited),
+    and others only while they are among them (`keep` False), so that reading the symbols of a
+    whole workspace does not push the edited documents out."""
     parser = _parser(language)
     if parser is None:
         return None
     key = f"{language}\x00{path}"
     with _lock:
         old = _trees.get(key)
+        if old is None and not keep:
+            return parser.parse(data)
         if old is not None and old[0] == data:
             _trees.move_to_end(key)
             return old[1]
@@ -273,7 +278,7 @@ def _python_docstring(data: bytes, body, indent: str) -> list[str]:
         return []
     opening, closing = _text(data, parts[0]), _text(data, parts[-1])
     content = _decode(data[parts[0].end_byte:parts[-1].start_byte])
-    paragraph = re.split(r"\n[ \t]*\n", content.strip("\n"), maxsplit=1)[0].rstrip()
+    paragraph = re.split(r"\r?\n[ \t]*\r?\n", content.strip("\r\n"), maxsplit=1)[0].rstrip()
     lines = paragraph.splitlines() or [""]
     if len(lines) == 1:
         return [indent + opening + lines[0].strip() + closing]
@@ -492,7 +497,7 @@ def extract_symbols(path: str, text: str) -> list[Symbol]:
     if language is None or not text:
         return []
     data = _encode(text)
-    tree = _parse(path, language, data)
+    tree = _parse(path, language, data, keep=False)
     if tree is None:
         return []
     grammar = _GRAMMARS[language]
@@ -513,7 +518,7 @@ def imports_of(path: str, text: str) -> list[ImportRef]:
     if language_of(path) != "python" or not text:
         return []
     data = _encode(text)
-    tree = _parse(path, "python", data)
+    tree = _parse(path, "python", data, keep=False)
     if tree is None:
         return []
     refs: list[ImportRef] = []

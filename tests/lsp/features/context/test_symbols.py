@@ -318,3 +318,19 @@ def test_symbols_are_frozen_values():
     assert symbol == Symbol("f", "function", "/ws/m.py", 0, "def f():")
     with pytest.raises(AttributeError):
         symbol.name = "g"
+
+
+def test_windows_line_endings_give_the_same_symbols():
+    unix = [(s.name, s.kind, s.line, s.text) for s in extract_symbols("/ws/client.py", CLIENT)]
+    assert [(s.name, s.kind, s.line, s.text) for s in extract_symbols("/ws/crlf.py", CLIENT.replace("\n", "\r\n"))] == unix
+
+
+def test_reading_a_workspace_keeps_the_edited_documents_tree(monkeypatch):
+    monkeypatch.setattr(S, "_trees", type(S._trees)())
+    names_near("/ws/edited.py", NEAR, 10)
+    for i in range(S._TREES_KEPT * 2):
+        extract_symbols(f"/ws/other_{i}.py", CLIENT)
+        imports_of(f"/ws/other_{i}.py", CLIENT)
+    assert [key.split("\x00")[1] for key in S._trees] == ["/ws/edited.py"]
+    extract_symbols("/ws/edited.py", NEAR + "x = 1\n")  # a document being edited: its tree follows
+    assert S._trees[next(iter(S._trees))][0] == (NEAR + "x = 1\n").encode()
