@@ -414,11 +414,13 @@ def _python_symbols_by_segment(path: str, data: bytes, start: int, end: int, shi
     parser = _parser("python")
     region = data[start:end]
     starts = _python_segments(region)
+    row = shift + data.count(b"\n", 0, start)
     for first, last in zip(starts, starts[1:] + [len(region)]):
         piece = region[first:last]
         with _lock:
             tree = parser.parse(piece)
-        yield from _python_symbols(path, piece, tree.root_node, shift + data.count(b"\n", 0, start + first), False)
+        yield from _python_symbols(path, piece, tree.root_node, row, False)
+        row += piece.count(b"\n")
 
 
 def _top_level(root) -> Iterator:
