@@ -73,37 +73,63 @@ class _Grammar:
     methods: frozenset[str]  # of methods, inside a class's body
     wrappers: frozenset[str] = frozenset()  # nodes whose `declaration` holds a definition (export)
     identifiers: frozenset[str] = frozenset({"identifier"})
+    not_names: frozenset[str] = frozenset()  # keywords, builtins, the language's own types: never looked up
 
 
 def _types(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
+_PYTHON_NOT_NAMES = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+                     | {"self", "cls"})
+_JS_NOT_NAMES = frozenset("""this super true false null undefined var let const function async await yield new
+    typeof instanceof in of delete void return if else for while do switch case default break continue try catch
+    finally throw class extends static get set import export from as console window document globalThis require
+    module exports Object Array String Number Boolean Symbol Promise Map Set WeakMap JSON Math Date Error RegExp
+    NaN Infinity parseInt parseFloat setTimeout clearTimeout interface type enum implements private protected
+    public readonly abstract declare namespace keyof any unknown never number string boolean object void
+    Record Partial Readonly Pick Omit""".split())
+_GO_NOT_NAMES = frozenset("""break case chan const continue default defer else fallthrough for func go goto if
+    import interface map package range return select struct switch type var true false nil iota append cap clear
+    close complex copy delete imag len make max min new panic print println real recover any bool byte comparable
+    complex64 complex128 error float32 float64 int int8 int16 int32 int64 rune string uint uint8 uint16 uint32
+    uint64 uintptr""".split())
+_RUST_NOT_NAMES = frozenset("""as async await break const continue crate dyn else enum extern false fn for if impl
+    in let loop match mod move mut pub ref return self Self static struct super trait true type unsafe use where
+    while Some None Ok Err Option Result Vec String Box Rc Arc println print eprintln format vec panic assert
+    assert_eq todo unimplemented i8 i16 i32 i64 i128 isize u8 u16 u32 u64 u128 usize f32 f64 bool char str""".split())
+_JAVA_NOT_NAMES = frozenset("""abstract assert boolean break byte case catch char class const continue default do
+    double else enum extends final finally float for goto if implements import instanceof int interface long
+    native new package private protected public return short static strictfp super switch synchronized this throw
+    throws transient try void volatile while true false null var record yield String Object System Integer Long
+    Double Boolean Character List Map Set Override Exception RuntimeException""".split())
+
+
 _JS_IDENTIFIERS = _types("identifier", "property_identifier", "shorthand_property_identifier", "type_identifier")
 _TS = dict(functions=_types("function_declaration", "generator_function_declaration", "function_signature"),
            classes=_types("class_declaration", "abstract_class_declaration", "interface_declaration"),
            methods=_types("method_definition", "method_signature", "abstract_method_signature"),
-           wrappers=_types("export_statement"), identifiers=_JS_IDENTIFIERS)
+           wrappers=_types("export_statement"), identifiers=_JS_IDENTIFIERS, not_names=_JS_NOT_NAMES)
 _GRAMMARS = {
     "python": _Grammar("python", "tree_sitter_python", "language", _types("function_definition"),
-                       _types("class_definition"), _types("function_definition")),
+                       _types("class_definition"), _types("function_definition"), not_names=_PYTHON_NOT_NAMES),
     "javascript": _Grammar("javascript", "tree_sitter_javascript", "language",
                            _types("function_declaration", "generator_function_declaration"),
                            _types("class_declaration"), _types("method_definition"),
-                           wrappers=_types("export_statement"), identifiers=_JS_IDENTIFIERS),
+                           wrappers=_types("export_statement"), identifiers=_JS_IDENTIFIERS, not_names=_JS_NOT_NAMES),
     "typescript": _Grammar("typescript", "tree_sitter_typescript", "language_typescript", **_TS),
     "tsx": _Grammar("tsx", "tree_sitter_typescript", "language_tsx", **_TS),
     "go": _Grammar("go", "tree_sitter_go", "language", _types("function_declaration", "method_declaration"),
                    _types("type_declaration"), _types("method_elem", "method_spec"),
-                   identifiers=_types("identifier", "field_identifier", "type_identifier")),
+                   identifiers=_types("identifier", "field_identifier", "type_identifier"), not_names=_GO_NOT_NAMES),
     "rust": _Grammar("rust", "tree_sitter_rust", "language", _types("function_item"),
                      _types("struct_item", "enum_item", "trait_item", "impl_item"),
                      _types("function_item", "function_signature_item"),
-                     identifiers=_types("identifier", "field_identifier", "type_identifier")),
+                     identifiers=_types("identifier", "field_identifier", "type_identifier"), not_names=_RUST_NOT_NAMES),
     "java": _Grammar("java", "tree_sitter_java", "language", _types(),
                      _types("class_declaration", "interface_declaration", "enum_declaration", "record_declaration"),
                      _types("method_declaration", "constructor_declaration"),
-                     identifiers=_types("identifier", "type_identifier")),
+                     identifiers=_types("identifier", "type_identifier"), not_names=_JAVA_NOT_NAMES),
 }
 _EXTENSIONS = {
     ".py": "python", ".pyi": "python", ".pyw": "python",
@@ -456,39 +482,91 @@ def _leading_comments(data: bytes, node) -> list[str]:
     return comments
 
 
+# A class's fields in JavaScript, TypeScript and Java: shown in the class's text, a line each.
+_FIELDS = frozenset({"field_definition", "public_field_definition", "property_signature", "field_declaration"})
+
+
 def _generic_symbols(path: str, data: bytes, root, grammar: _Grammar) -> Iterator[Symbol]:
-    """Other languages: each top-level function or class (type, interface, impl) with its header
-    (the text before its body) and the comments right above it; a class's text lists its methods'
-    headers with `{ ... }` bodies."""
-    for node in _top_level(root):
-        if node.type in grammar.wrappers:
-            node = node.child_by_field_name("declaration") or node
+    """Other languages: each top-level function or class (type, interface, impl) with the comments
+    right above it and its header (the text before its body); a class's text lists its fields and
+    its methods' headers with `{ ... }` bodies, one with no methods (a struct, an enum) shows its
+    whole text.
+    JavaScript and TypeScript: also `const f = (...) => ...` functions and UPPER_CASE constants;
+    Go: a method is "Type.Method"."""
+    for outer in _top_level(root):
+        node = outer.child_by_field_name("declaration") or outer if outer.type in grammar.wrappers else outer
+        comments = _leading_comments(data, outer)
+        if node.type in ("lexical_declaration", "variable_declaration"):
+            yield from _js_declarations(path, data, node, outer, comments)
+            continue
         if node.type not in grammar.functions and node.type not in grammar.classes:
             continue
         name = _generic_name(node, data)
         if not name:
             continue
         body = node.child_by_field_name("body")
-        header = _header(data, node, body)
-        lines = _leading_comments(data, node) + header.splitlines()
+        lines = comments + (_decode(data[outer.start_byte:node.start_byte]) + _header(data, node, body)).splitlines()
         if node.type in grammar.functions:
-            yield Symbol(name, "function", path, node.start_point[0], _bounded(lines))
+            receiver = _go_receiver(data, node)
+            kind, name = ("method", f"{receiver}.{name}") if receiver else ("function", name)
+            yield Symbol(name, kind, path, outer.start_point[0], _bounded(lines))
             continue
+        members = [m for m in body.named_children if m.type in grammar.methods | _FIELDS] if body is not None else []
+        if not any(m.type in grammar.methods for m in members):
+            yield Symbol(name, "class", path, outer.start_point[0], _bounded(comments + _text(data, outer).splitlines()))
+            continue
+        lines[-1] += " {"
         methods = []
-        if body is not None:
-            lines[-1] += " {"
-            for member in body.named_children:
-                if member.type not in grammar.methods:
-                    continue
-                method_name = _generic_name(member, data)
-                method_header = _header(data, member, member.child_by_field_name("body"))
-                lines.append(_indent_of(data, member) + _one_line(method_header) + " { ... }")
-                if method_name:
-                    methods.append(Symbol(f"{name}.{method_name}", "method", path, member.start_point[0],
-                                          _bounded(_leading_comments(data, member) + method_header.splitlines())))
-            lines.append("}")
-        yield Symbol(name, "class", path, node.start_point[0], _bounded(lines))
+        for member in members:
+            if member.type in _FIELDS:  # a field: its first line, with the `;` that follows it in JavaScript
+                after = member.next_sibling
+                end = after.end_byte if after is not None and after.type in (";", ",") else member.end_byte
+                lines.append(_indent_of(data, member) + _decode(data[member.start_byte:end]).splitlines()[0])
+                continue
+            member_body = member.child_by_field_name("body")
+            method_header = _header(data, member, member_body)
+            lines.append(_indent_of(data, member) + _one_line(method_header) + (" { ... }" if member_body else ";"))
+            method_name = _generic_name(member, data)
+            if method_name:
+                methods.append(Symbol(f"{name}.{method_name}", "method", path, member.start_point[0],
+                                      _bounded(_leading_comments(data, member) + method_header.splitlines())))
+        lines.append("}")
+        yield Symbol(name, "class", path, outer.start_point[0], _bounded(lines))
         yield from methods
+
+
+def _js_declarations(path: str, data: bytes, node, outer, comments: list[str]) -> Iterator[Symbol]:
+    """`const f = (a) => ...` and `let g = function (a) {...}` as functions (up to their body),
+    `const LIMIT = 3` as a constant (its first lines)."""
+    for declarator in node.named_children:
+        if declarator.type != "variable_declarator":
+            continue
+        name_node, value = declarator.child_by_field_name("name"), declarator.child_by_field_name("value")
+        if name_node is None or name_node.type != "identifier":
+            continue
+        name = _text(data, name_node)
+        if value is not None and value.type in ("arrow_function", "function_expression", "function",
+                                                "generator_function"):
+            body = value.child_by_field_name("body")
+            end = body.start_byte if body is not None else value.end_byte
+            header = _decode(data[outer.start_byte:end]).rstrip()
+            yield Symbol(name, "function", path, outer.start_point[0], _bounded(comments + header.splitlines()))
+        elif _CONSTANT.match(name):
+            lines = _text(data, outer).splitlines()
+            yield Symbol(name, "constant", path, outer.start_point[0],
+                         _bounded(comments + (lines[:4] + ["..."] if len(lines) > 5 else lines)))
+
+
+def _go_receiver(data: bytes, node) -> str:
+    """The type a Go method is declared on: `func (s *Server) Start()` -> "Server"; "" for anything else."""
+    receiver = node.child_by_field_name("receiver")
+    stack = [receiver] if receiver is not None else []
+    while stack:
+        current = stack.pop()
+        if current.type == "type_identifier":
+            return _text(data, current)
+        stack.extend(reversed(current.named_children))
+    return ""
 
 
 def extract_symbols(path: str, text: str) -> list[Symbol]:
@@ -636,13 +714,8 @@ def resolve_import(ref: ImportRef, from_path: str, files: Collection[str]) -> st
 
 _IDENTIFIER = re.compile(r"[^\W\d]\w*")
 _DEFINING_WORD = re.compile(r"(?:def|class|function|func|fn|struct|interface|type|enum|trait)\s+\Z")
-_NOT_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | frozenset({
-    "self", "cls", "this", "super", "true", "false", "null", "nil", "undefined", "var", "let", "const", "function",
-    "func", "fn", "pub", "impl", "struct", "enum", "trait", "interface", "type", "new", "void", "int", "string",
-    "bool", "boolean", "float", "double", "char", "long", "package", "public", "private", "protected", "static",
-    "final", "extends", "implements", "switch", "case", "default", "go", "defer", "chan", "map", "select", "mut",
-    "use", "mod", "crate", "typeof", "instanceof", "export", "this", "do", "then", "end", "Self", "match",
-})
+# Without a grammar, what no language would look up.
+_NOT_NAMES = _PYTHON_NOT_NAMES | _JS_NOT_NAMES | _GO_NOT_NAMES | _RUST_NOT_NAMES | _JAVA_NOT_NAMES
 # (parent type, field) pairs where an identifier is being defined, not used.
 _DEFINING_FIELDS = {("function_definition", "name"), ("class_definition", "name"), ("keyword_argument", "name"),
                     ("default_parameter", "name"), ("typed_default_parameter", "name"), ("assignment", "left"),
@@ -691,8 +764,8 @@ def _window(text: str, offset: int, lines: int) -> tuple[int, int]:
 def names_near(path: str, text: str, offset: int, lines: int = 20) -> list[str]:
     """The identifiers used (not defined) in the `lines` lines before the cursor (a character
     offset into `text`) and the few after it, closest to the cursor first, each once; an
-    attribute chain gives each of its names ("client.send" -> "send", "client"); keywords,
-    builtins and self/cls left out. With a grammar the parse tree says which names are used and
+    attribute chain gives each of its names ("client.send" -> "send", "client"); the language's
+    keywords, builtins and own types left out (Python: self and cls too). With a grammar the parse tree says which names are used and
     which defined (the tree of the file's last version is reparsed incrementally); without one, a
     regular expression finds the identifiers of the window."""
     if not text:
@@ -701,6 +774,7 @@ def names_near(path: str, text: str, offset: int, lines: int = 20) -> list[str]:
     offset = max(0, min(offset, len(text)))
     language = language_of(path)
     found: list[tuple[int, int, str]] = []  # (distance to the cursor, position, name)
+    not_names = _NOT_NAMES if language is None else _GRAMMARS[language].not_names
     if language is None:
         for match in _IDENTIFIER.finditer(text, start, end):
             if not _DEFINING_WORD.search(text, max(start, match.start() - 12), match.start()):
@@ -723,7 +797,7 @@ def names_near(path: str, text: str, offset: int, lines: int = 20) -> list[str]:
     found.sort(key=lambda item: (item[0], -item[1]))
     seen: dict[str, None] = {}
     for _, _, name in found:
-        if name not in _NOT_NAMES and name not in seen:
+        if name not in not_names and name not in seen:
             seen[name] = None
     return list(seen)
 

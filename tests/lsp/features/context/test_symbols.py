@@ -344,3 +344,95 @@ def test_an_unclosed_string_at_the_top_of_a_large_file_still_gives_its_definitio
     assert time.perf_counter() - started < 5  # about 0.1 s alone: each segment parsed once
     assert len(found) == 20_000 and (found[0].name, found[0].line) == ("f_0", 2)
     assert (found[-1].name, found[-1].line) == ("f_19999", 2 + 3 * 19_999)
+
+
+# Other languages, where their grammar is installed (the project's environment has only Python's:
+# these skip there).
+OTHER_LANGUAGES = {
+    "tree_sitter_javascript": ("/ws/a.js", '''// Adds things.
+export function add(a, b) {
+  return a + b;
+}
+class Client extends Base {
+  retries = 3;
+  constructor(host) { this.host = host; }
+  /** Sends. */
+  async send(payload) {
+    return 1;
+  }
+}
+const helper = (x) => x * 2;
+export const LIMIT = 10;
+''', [("add", "function", 1, "// Adds things.\nexport function add(a, b)"),
+      ("Client", "class", 4, "class Client extends Base {\n  retries = 3;\n  constructor(host) { ... }\n"
+                             "  async send(payload) { ... }\n}"),
+      ("Client.constructor", "method", 6, "constructor(host)"),
+      ("Client.send", "method", 8, "/** Sends. */\nasync send(payload)"),
+      ("helper", "function", 12, "const helper = (x) =>"),
+      ("LIMIT", "constant", 13, "export const LIMIT = 10;")]),
+    "tree_sitter_typescript": ("/ws/a.ts", '''export interface Shape {
+  name: string;
+  area(): number;
+}
+export class Circle implements Shape {
+  constructor(private r: number) {}
+  area(): number { return 3 * this.r; }
+}
+''', [("Shape", "class", 0, "export interface Shape {\n  name: string;\n  area(): number;\n}"),
+      ("Shape.area", "method", 2, "area(): number"),
+      ("Circle", "class", 4, "export class Circle implements Shape {\n  constructor(private r: number) { ... }\n"
+                             "  area(): number { ... }\n}"),
+      ("Circle.constructor", "method", 5, "constructor(private r: number)"),
+      ("Circle.area", "method", 6, "area(): number")]),
+    "tree_sitter_go": ("/ws/a.go", '''package main
+
+// Server serves.
+type Server struct {
+	host string
+}
+
+func (s *Server) Start(port int) error {
+	return nil
+}
+''', [("Server", "class", 3, "// Server serves.\ntype Server struct {\n\thost string\n}"),
+      ("Server.Start", "method", 7, "func (s *Server) Start(port int) error")]),
+    "tree_sitter_rust": ("/ws/a.rs", '''/// A point.
+pub struct Point { x: i32, y: i32 }
+
+impl Point {
+    pub fn new(x: i32, y: i32) -> Self { Point { x, y } }
+}
+
+fn main() {}
+''', [("Point", "class", 1, "/// A point.\npub struct Point { x: i32, y: i32 }"),
+      ("Point", "class", 3, "impl Point {\n    pub fn new(x: i32, y: i32) -> Self { ... }\n}"),
+      ("Point.new", "method", 4, "pub fn new(x: i32, y: i32) -> Self"),
+      ("main", "function", 7, "fn main()")]),
+    "tree_sitter_java": ("/ws/A.java", '''package a;
+/** A client. */
+public class Client {
+    private final String host;
+    public int send(byte[] payload) throws IOException {
+        return payload.length;
+    }
+}
+''', [("Client", "class", 2, "/** A client. */\npublic class Client {\n    private final String host;\n"
+                             "    public int send(byte[] payload) throws IOException { ... }\n}"),
+      ("Client.send", "method", 4, "public int send(byte[] payload) throws IOException")]),
+}
+
+
+@pytest.mark.parametrize("grammar", sorted(OTHER_LANGUAGES))
+def test_other_languages_where_their_grammar_is_installed(grammar):
+    pytest.importorskip(grammar)
+    path, source, expected = OTHER_LANGUAGES[grammar]
+    assert [(s.name, s.kind, s.line, s.text) for s in extract_symbols(path, source)] == expected
+    assert imports_of(path, source) == []
+
+
+def test_names_near_in_another_language_leaves_its_own_builtins_out():
+    pytest.importorskip("tree_sitter_go")
+    text = "package main\n\nfunc run(s *Server) error {\n\tn := len(s.items)\n\treturn s.Start(n)\n}\n"
+    near = names_near("/ws/b.go", text, text.index("(n)"))
+    assert near == ["Start", "n", "s", "items", "Server"]
+    assert not {"len", "error", "run", "return", "func"} & set(near)
