@@ -13,10 +13,10 @@ installed (Python's is a dependency; JavaScript, TypeScript, Go, Rust and Java w
 `tree_sitter_*` package is importable); it recovers from the half-typed line an editor sends on
 every keystroke and still gives the definitions around it; it never imports or executes the
 user's code, needs no subprocess and no view of the user's environment; and it is fast from the
-first call (a 2,000-line file parses in about 10 ms, a keystroke's reparse of it in well under 1
-ms). jedi is Python only and infers types by analysing the environment, importing compiled
-modules, which is slower on first use and runs in the user's interpreter. Here nothing is
-inferred: a name is looked up by its spelling.
+first call (a 2,000-line file parses in about 10 ms, a keystroke's reparse of it in about 1 ms).
+jedi is Python only and infers from the project's environment (it reads the installed packages,
+and inspects compiled modules through a subprocess of the user's interpreter), which makes its
+first answers slow. Here nothing is inferred: a name is looked up by its spelling.
 
 Unknown extensions, and languages whose grammar is missing, give empty results, never an
 exception. `imports_of` reads Python only (other languages: []).
@@ -206,10 +206,10 @@ def _point(data: bytes, offset: int) -> tuple[int, int]:
 
 def _parse(path: str, language: str, data: bytes, keep: bool = True):
     """The tree of `data`; when the same path was parsed last with other bytes, the edit between
-    the two (common prefix and suffix) lets tree-sitter reparse only what changed. The trees of
-    the last _TREES_KEPT files kept are: those `names_near` reads (the documents being edited),
-    and others only while they are among them (`keep` False), so that reading the symbols of a
-    whole workspace does not push the edited documents out."""
+    the two (common prefix and suffix) lets tree-sitter reparse only what changed. Kept for that:
+    the trees of the last _TREES_KEPT files `names_near` read (the documents being edited);
+    `extract_symbols` and `imports_of` (`keep` False) bring a kept tree up to date but add none,
+    so that reading a whole workspace's symbols does not push the edited documents out."""
     parser = _parser(language)
     if parser is None:
         return None
