@@ -647,7 +647,7 @@ def _import_statements(tree) -> list:
     return sorted(captures.get("import", []), key=lambda node: node.start_byte)
 
 
-def _module_file(folder: str, parts: list[str], files: dict[str, str]) -> str | None:
+def _module_file(folder: str, parts: list[str], files: Collection[str]) -> str | None:
     """`folder/a/b/__init__.py` or `folder/a/b.py` (then their .pyi stubs); no parts: the folder's own __init__."""
     base = os.path.join(folder, *parts)
     candidates = [os.path.join(base, "__init__.py"), os.path.join(base, "__init__.pyi")]
@@ -655,30 +655,42 @@ def _module_file(folder: str, parts: list[str], files: dict[str, str]) -> str | 
         candidates[1:1] = [base + ".py"]
         candidates.append(base + ".pyi")
     for candidate in candidates:
-        found = files.get(os.path.normpath(candidate))
-        if found is not None:
-            return found
+        if candidate in files:
+            return candidate
     return None
 
 
-def _src_folders(files: dict[str, str]) -> list[str]:
-    """Every folder named "src" among the files' folders that is not inside another "src" folder."""
-    found: set[str] = set()
-    for normal in files:
-        parts = normal.split(os.sep)
-        if "src" in parts[:-1]:
-            found.add(os.sep.join(parts[:parts.index("src") + 1]) or os.sep)
-    return sorted(found)
+_src_cache: list = [None, -1, []]  # the last collection of files scanned, its length, its src folders
+
+
+def _src_folders(files: Collection[str]) -> list[str]:
+    """Every folder named "src" among the files' folders that is not inside another "src" folder;
+    the scan of the last collection is kept while it is the same object of the same length (the
+    imports of one file resolve against one collection)."""
+    with _lock:
+        if _src_cache[0] is files and _src_cache[1] == len(files):
+            return _src_cache[2]
+    marker = f"{os.sep}src{os.sep}"
+    found = set()
+    for path in files:
+        at = path.find(marker)
+        if at >= 0:
+            found.add(path[:at + 4])
+    with _lock:
+        _src_cache[:] = [files, len(files), sorted(found)]
+        return _src_cache[2]
 
 
 def resolve_import(ref: ImportRef, from_path: str, files: Collection[str]) -> str | None:
-    """The workspace file (one of `files`, as given there) a Python import points to: the
-    package's __init__.py or the module's .py (a .pyi stub after them). Relative imports count
-    their level from the importing file's folder; `from . import y` with no module points to the
-    submodule y where there is one, else to the package. Absolute imports are searched from each
-    ancestor folder of the importing file (the closest first), then from each top-level "src"
-    folder. None when it is not in the workspace (the standard library, site-packages)."""
-    by_normal = {os.path.normpath(f): f for f in files}
+    """The workspace file (one of `files`: normalized absolute paths, as os.path.abspath gives
+    them; a set is fastest) a Python import points to: the package's __init__.py or the module's
+    .py (a .pyi stub after them). Relative imports count their level from the importing file's
+    folder; `from . import y` with no module points to the submodule y where there is one, else
+    to the package. Absolute imports are searched from each ancestor folder of the importing file
+    (the closest first), then from each top-level "src" folder. None when it is not in the
+    workspace (the standard library, site-packages)."""
+    if not isinstance(files, (set, frozenset, dict)):
+        files = set(files)
     parts = [p for p in ref.module.split(".") if p]
     folder = os.path.dirname(os.path.normpath(from_path))
     if ref.level > 0:
@@ -690,10 +702,10 @@ def resolve_import(ref: ImportRef, from_path: str, files: Collection[str]) -> st
         if not parts:
             for name in ref.names:
                 if name != "*":
-                    found = _module_file(folder, name.split("."), by_normal)
+                    found = _module_file(folder, name.split("."), files)
                     if found is not None:
                         return found
-        return _module_file(folder, parts, by_normal)
+        return _module_file(folder, parts, files)
     if not parts:
         return None
     roots = []
@@ -703,8 +715,12 @@ def resolve_import(ref: ImportRef, from_path: str, files: Collection[str]) -> st
         if parent == folder:
             break
         folder = parent
-    for root in roots + _src_folders(by_normal):
-        found = _module_file(root, parts, by_normal)
+    for root in roots:
+        found = _module_file(root, parts, files)
+        if found is not None:
+            return found
+    for root in _src_folders(files):  # only when no ancestor has it: a scan of every path
+        found = _module_file(root, parts, files)
         if found is not None:
             return found
     return None

@@ -189,11 +189,11 @@ def test_resolve_import(ref, from_path, expected):
     assert resolve_import(ref, os.path.normpath(from_path), set(WORKSPACE)) == expected
 
 
-def test_resolve_import_prefers_the_closest_ancestor_and_returns_the_path_as_given():
-    files = ["/ws/a/b/util.py", "/ws/a/util.py", "/ws/a//b/../c/x.py"]
+def test_resolve_import_prefers_the_closest_ancestor():
+    files = ["/ws/a/b/util.py", "/ws/a/util.py", "/ws/a/c/x.py"]
     assert resolve_import(ImportRef("util", (), 0), "/ws/a/b/m.py", files) == "/ws/a/b/util.py"
-    assert resolve_import(ImportRef("util", (), 0), "/ws/a/c/m.py", files) == "/ws/a/util.py"
-    assert resolve_import(ImportRef("x", (), 1), "/ws/a/c/m.py", files) == "/ws/a//b/../c/x.py"
+    assert resolve_import(ImportRef("util", (), 0), "/ws/a/c/m.py", frozenset(files)) == "/ws/a/util.py"
+    assert resolve_import(ImportRef("x", (), 1), "/ws/a//b/../c/m.py", files) == "/ws/a/c/x.py"
 
 
 def test_imports_resolve_from_the_files_own_text():
@@ -436,3 +436,10 @@ def test_names_near_in_another_language_leaves_its_own_builtins_out():
     near = names_near("/ws/b.go", text, text.index("(n)"))
     assert near == ["Start", "n", "s", "items", "Server"]
     assert not {"len", "error", "run", "return", "func"} & set(near)
+
+
+def test_a_src_folder_added_to_the_same_set_of_files_is_found():
+    files = {"/ws/app/core.py"}
+    assert resolve_import(ImportRef("mylib", (), 0), "/ws/app/core.py", files) is None
+    files.add("/ws/lib/src/mylib/__init__.py")
+    assert resolve_import(ImportRef("mylib", (), 0), "/ws/app/core.py", files) == "/ws/lib/src/mylib/__init__.py"
