@@ -352,9 +352,9 @@ def _python_symbols(path: str, data: bytes, root, shift: int = 0, segment: bool 
     """The module's symbols; `shift` is added to every line (the row where `data` starts in the
     file). A top-level node with a syntax error in it is parsed again one top-level segment at a
     time (`segment`): an unclosed bracket or string then swallows only the rest of its own
-    definition, not every definition after it. The region from the first such node to the end of
-    the last is parsed again as a whole: tree-sitter may cut one broken stretch into several ERROR
-    nodes that start and end inside definitions."""
+    definition, not every definition after it. What is parsed again runs from the first broken
+    node to the first whole node after the last one that starts a line: tree-sitter may cut one
+    broken stretch into several ERROR nodes that start and end inside definitions."""
     nodes = root.children
     broken = [i for i, node in enumerate(nodes) if node.has_error] if segment and root.has_error else []
     if segment and root.type == "ERROR":  # no module at all: tree-sitter gave up on the whole file
