@@ -34,7 +34,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Collection, Iterator
 
 MAX_TEXT_LINES = 40  # a symbol's text is at most this many lines
@@ -267,10 +267,9 @@ def _indent_of(data: bytes, node) -> str:
 def _header(data: bytes, node, body) -> str:
     """`node`'s text up to its body (Python: up to and including the ':' before the block)."""
     end = node.end_byte if body is None else body.start_byte
-    if body is not None:
-        colon = body.prev_sibling
-        if colon is not None and colon.type == ":":
-            end = colon.end_byte
+    colons = [child for child in node.children if child.type == ":" and child.end_byte <= end]
+    if colons:  # Python's header ends at its own ':', also where the body is broken or missing
+        end = colons[-1].end_byte if body is not None else colons[0].end_byte
     return _decode(data[node.start_byte:end]).rstrip()
 
 
@@ -353,11 +352,34 @@ def _python_symbols(path: str, data: bytes, root, shift: int = 0, segment: bool 
     """The module's symbols; `shift` is added to every line (the row where `data` starts in the
     file). A top-level node with a syntax error in it is parsed again one top-level segment at a
     time (`segment`): an unclosed bracket or string then swallows only the rest of its own
-    definition, not every definition after it."""
-    for node in _top_level(root):
-        if segment and node.has_error:
-            yield from _python_symbols_by_segment(path, data, node.start_byte, node.end_byte, shift)
-            continue
+    definition, not every definition after it. What is parsed again runs from the first broken
+    node to the first whole node after the last one that starts a line: tree-sitter may cut one
+    broken stretch into several ERROR nodes that start and end inside definitions."""
+    nodes = root.children
+    broken = [i for i, node in enumerate(nodes) if node.has_error] if segment and root.has_error else []
+    if segment and root.type == "ERROR":  # no module at all: tree-sitter gave up on the whole file
+        yield from _python_symbols_by_segment(path, data, 0, len(data), shift)
+    elif broken:
+        first, after = broken[0], broken[-1] + 1
+        # The region goes on to a node that starts a line and is whole: after an ERROR node tree-sitter
+        # may resume inside a definition, or right after its decorators.
+        while after < len(nodes) and (nodes[after].start_point[1] != 0 or nodes[after].has_error
+                                      or _ends_with_decorator(data, nodes[first].start_byte, nodes[after - 1].end_byte)):
+            after += 1
+        yield from _python_nodes(path, data, nodes[:first], shift)
+        yield from _python_symbols_by_segment(path, data, nodes[first].start_byte, nodes[after - 1].end_byte, shift)
+        yield from _python_nodes(path, data, nodes[after:], shift)
+    else:
+        yield from _python_nodes(path, data, _top_level(root), shift)
+
+
+def _ends_with_decorator(data: bytes, start: int, end: int) -> bool:
+    last_line = data[start:end].rstrip().rpartition(b"\n")[2]
+    return last_line.lstrip().startswith(b"@")
+
+
+def _python_nodes(path: str, data: bytes, nodes, shift: int) -> Iterator[Symbol]:
+    for node in nodes:
         definition, start = _unwrap_python(node)
         if definition is None:
             continue
@@ -370,15 +392,18 @@ def _python_symbols(path: str, data: bytes, root, shift: int = 0, segment: bool 
             yield from _python_class(path, data, definition, start, shift)
         else:
             assignment, left = _python_assignment(definition)
-            if assignment is None:
-                continue
-            name = _text(data, left)
-            if assignment.child_by_field_name("type") is None and not _CONSTANT.match(name):
-                continue
-            lines = _text(data, definition).splitlines()
-            if len(lines) > 5:
-                lines = lines[:4] + ["..."]
-            yield Symbol(name, "constant", path, definition.start_point[0] + shift, _bounded(lines))
+            while assignment is not None:  # `A = B = 1`: A, then B
+                name = _text(data, left)
+                if assignment.child_by_field_name("type") is not None or _CONSTANT.match(name):
+                    lines = _decode(data[left.start_byte:definition.end_byte]).splitlines()
+                    if len(lines) > 5:
+                        lines = lines[:4] + ["..."]
+                    yield Symbol(name, "constant", path, left.start_point[0] + shift, _bounded(lines))
+                right = assignment.child_by_field_name("right")
+                assignment, left = (right, right.child_by_field_name("left")) if right is not None \
+                    and right.type == "assignment" else (None, None)
+                if left is not None and left.type != "identifier":
+                    break
 
 
 def _python_class(path: str, data: bytes, definition, start, shift: int) -> Iterator[Symbol]:
@@ -415,17 +440,22 @@ def _python_class(path: str, data: bytes, definition, start, shift: int) -> Iter
     yield from methods
 
 
-# Where a new top-level statement may start: a decorator, a def or class, an assignment (`X = `, `x: T = `).
-_PYTHON_START = re.compile(rb"^(?:@|async[ \t]+def[ \t]|def[ \t]|class[ \t]|[A-Za-z_]\w*[ \t]*(?::[^\n=]*)?=(?!=))", re.M)
+# Where a new statement may start after `indent`: a decorator, a def or class, an assignment (`X = `, `x: T = `).
+_STATEMENT_START = rb"(?:@|async[ \t]+def[ \t]|def[ \t]|class[ \t]|[A-Za-z_]\w*[ \t]*(?::[^\n=]*)?=(?!=))"
+_starts: dict[bytes, re.Pattern] = {}
+_CLASS_PIECE = re.compile(rb"(?:@[^\n]*\n)*class[ \t]")
 
 
-def _python_segments(data: bytes) -> list[int]:
-    """The byte offsets where the file's top-level definitions start (a decorated one at its first
+def _python_segments(data: bytes, indent: bytes = b"") -> list[int]:
+    """The byte offsets where the definitions at `indent` start (a decorated one at its first
     decorator), 0 first."""
+    pattern = _starts.get(indent)
+    if pattern is None:
+        pattern = _starts[indent] = re.compile(rb"^" + re.escape(indent) + _STATEMENT_START, re.M)
     starts = [0]
     decorators = False
-    for match in _PYTHON_START.finditer(data):
-        head = match.group()
+    for match in pattern.finditer(data):
+        head = match.group()[len(indent):]
         if decorators and (head.startswith(b"@") or not head[-1:] == b"="):
             decorators = not (head.startswith((b"def", b"async", b"class")))
             continue  # the decorators and their definition stay one segment
@@ -435,18 +465,61 @@ def _python_segments(data: bytes) -> list[int]:
     return starts
 
 
+def _python_parse(data: bytes):
+    with _lock:
+        return _parser("python").parse(data)
+
+
 def _python_symbols_by_segment(path: str, data: bytes, start: int, end: int, shift: int) -> Iterator[Symbol]:
-    """The symbols of data[start:end], each of its top-level segments parsed on its own."""
-    parser = _parser("python")
+    """The symbols of data[start:end], each of its top-level segments parsed on its own; a broken
+    class one member at a time."""
     region = data[start:end]
     starts = _python_segments(region)
     row = shift + data.count(b"\n", 0, start)
     for first, last in zip(starts, starts[1:] + [len(region)]):
         piece = region[first:last]
-        with _lock:
-            tree = parser.parse(piece)
-        yield from _python_symbols(path, piece, tree.root_node, row, False)
+        tree = _python_parse(piece)
+        if tree.root_node.has_error and _CLASS_PIECE.match(piece):
+            yield from _python_class_by_members(path, piece, row)
+        else:
+            yield from _python_symbols(path, piece, tree.root_node, row, segment=False)
         row += piece.count(b"\n")
+
+
+def _python_class_by_members(path: str, piece: bytes, row: int) -> Iterator[Symbol]:
+    """A class with a syntax error inside: its header and docstring, then each member (at the
+    indentation of the body's first line) parsed on its own, dedented."""
+    body = re.search(rb"^([ \t]+)\S", piece, re.M)
+    indent = body.group(1) if body else b"    "
+    starts = _python_segments(piece, indent) + [len(piece)]
+    head = _python_parse(piece[:starts[1]] + indent + b"...\n")
+    classes = [n for n in _top_level(head.root_node) if _unwrap_python(n)[0] is not None
+               and _unwrap_python(n)[0].type == "class_definition"]
+    if not classes:
+        yield from _python_symbols(path, piece, _python_parse(piece).root_node, row, segment=False)
+        return
+    definition, start = _unwrap_python(classes[0])
+    class_symbol = next(_python_class(path, piece[:starts[1]] + indent + b"...\n", definition, start, row))
+    lines = class_symbol.text.splitlines()
+    methods = []
+    member_indent = _decode(indent)
+    for first, last in zip(starts[1:], starts[2:]):
+        member = b"\n".join(line[len(indent):] if line.startswith(indent) else line.lstrip()
+                            for line in piece[first:last].split(b"\n"))
+        member_row = row + piece.count(b"\n", 0, first)
+        for node in _top_level(_python_parse(member).root_node):
+            inner, member_start = _unwrap_python(node)
+            if inner is None:
+                continue
+            if inner.type == "function_definition" and inner.child_by_field_name("name") is not None:
+                lines += _python_member_line(member, inner, member_start, member_indent)
+                text = [member_indent + line for line in _python_definition(member, inner, member_start, "")]
+                methods.append(Symbol(f"{class_symbol.name}.{_text(member, inner.child_by_field_name('name'))}",
+                                      "method", path, member_row + member_start.start_point[0], _bounded(text)))
+            elif _python_assignment(inner)[0] is not None:
+                lines.append(member_indent + _text(member, inner).splitlines()[0])
+    yield replace(class_symbol, text=_bounded(lines))
+    yield from methods
 
 
 def _top_level(root) -> Iterator:

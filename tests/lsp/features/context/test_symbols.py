@@ -443,3 +443,75 @@ def test_a_src_folder_added_to_the_same_set_of_files_is_found():
     assert resolve_import(ImportRef("mylib", (), 0), "/ws/app/core.py", files) is None
     files.add("/ws/lib/src/mylib/__init__.py")
     assert resolve_import(ImportRef("mylib", (), 0), "/ws/app/core.py", files) == "/ws/lib/src/mylib/__init__.py"
+
+
+BROKEN_CLASS = '''import os
+
+
+class Store:
+    """Documents by URI."""
+
+    limit: int = 10
+
+    def __init__(self):
+        self.docs = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.docs)
+
+    def get(self, uri: str):
+        value = compute(uri,
+
+    def put(self, uri: str,
+            text: str) -> None:
+        """Keep it."""
+        self.docs[uri] = text
+
+
+@cache
+def after(q):
+    return q
+'''
+
+
+def test_a_half_typed_line_in_a_method_keeps_the_classs_other_methods():
+    found = extract_symbols("/ws/store.py", BROKEN_CLASS)
+    assert [(s.name, s.kind, s.line) for s in found] == [
+        ("Store", "class", 3), ("Store.__init__", "method", 8), ("Store.size", "method", 11),
+        ("Store.get", "method", 15), ("Store.put", "method", 18), ("after", "function", 24)]
+    assert found[0].text == '''class Store:
+    """Documents by URI."""
+    limit: int = 10
+    def __init__(self): ...
+    @property
+    def size(self) -> int: ...
+    def get(self, uri: str): ...
+    def put(self, uri: str, text: str) -> None: ...'''
+    assert found[4].text == '    def put(self, uri: str,\n            text: str) -> None:\n        """Keep it."""'
+    assert found[5].text == "@cache\ndef after(q):"
+
+
+def test_a_broken_line_that_splits_into_several_error_nodes_keeps_the_decorated_definitions_after_it():
+    source = ('def merge(items):\n    value = compute(a,\n    """Doc."""\n    return sorted(items, key=lambda f: f.x)\n\n\n'
+              '@functools.lru_cache(maxsize=None)\ndef _version(exe: str) -> str:\n    return exe\n\n\n'
+              'def _union(a, b):\n    return a + b\n')
+    assert [(s.name, s.line) for s in extract_symbols("/ws/split.py", source)] == [
+        ("merge", 0), ("_version", 6), ("_union", 11)]
+
+
+def test_each_name_of_a_chained_assignment_is_a_constant():
+    found = extract_symbols("/ws/chain.py", "A = B = 1\nc = D = 2\nE: int = 3\nG = h.x = 4\n")
+    assert [(s.name, s.line, s.text) for s in found] == [
+        ("A", 0, "A = B = 1"), ("B", 0, "B = 1"), ("D", 1, "D = 2"), ("E", 2, "E: int = 3"), ("G", 3, "G = h.x = 4")]
+
+
+def test_a_file_tree_sitter_gives_up_on_is_read_one_definition_at_a_time():
+    source = ('def daemon_args(settings):\n    return tuple(args)\n\n\n    value = compute(a,\n'
+              'def connect(settings, name: str = "lsp"):\n    from a.b import C, D\n    from a.c import e\n\n'
+              '    path = P(settings.socket) if settings.socket else e()\n'
+              '    if served.get("path", "") != wanted or not ok(served, settings.device):\n        raise E(f"x")\n\n\n'
+              'def serves(m: dict) -> bool:\n    return True\n')
+    assert S._python_parse(source.encode()).root_node.type == "ERROR"  # no module node at all
+    assert [(s.name, s.line) for s in extract_symbols("/ws/gave_up.py", source)] == [
+        ("daemon_args", 0), ("connect", 5), ("serves", 14)]
