@@ -46,8 +46,8 @@ def start_repo_context(ls: LoopcoderServer) -> None:
     if not roots and ls.workspace.root_path:
         roots = [Path(ls.workspace.root_path)]
     roots = [root for root in roots if root.is_dir()]
-    if not roots:
-        return
+    if not roots or ls.settings.repo_context_tokens == 0:
+        return  # no workspace, or repoContextTokens 0: nothing is read (a later setting starts it)
     provider = RepoContextProvider(roots, ls.settings.repo_context_tokens)
     ls.repo_context = provider
     loop = asyncio.get_running_loop()
@@ -89,8 +89,11 @@ def apply_settings(ls: LoopcoderServer, options: Any) -> None:
     new = ls.settings.updated(options)
     old, ls.settings = ls.settings, new
     ls.typed_through = TypedThrough()  # another model or budget suggests other text
-    if ls.repo_context is not None and old.repo_context_tokens != new.repo_context_tokens:
-        ls.repo_context.set_budget(new.repo_context_tokens)
+    if old.repo_context_tokens != new.repo_context_tokens:
+        if ls.repo_context is not None:
+            ls.repo_context.set_budget(new.repo_context_tokens)
+        elif new.repo_context_tokens > 0:
+            start_repo_context(ls)
     if any(getattr(old, key) != getattr(new, key) for key in ENGINE_KEYS) and ls.engine.started:
         log.info("model settings changed: loading the model again")
         ls.engine = LazyEngine()

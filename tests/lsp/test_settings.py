@@ -26,7 +26,7 @@ def test_options_override_defaults():
     ({"backend": "remote"}, "backend must be one of local"),
     ({"suffixTokens": -1}, "suffixTokens must be 0 or more"),
     ({"contextTokens": 0}, "contextTokens must be at least 1"),
-    ({"repoContextTokens": -1}, "repoContextTokens must be 0 (off) or more"),
+    ({"repoContextTokens": -1}, r"repoContextTokens must be 0 \(off\) or more"),
     ({"cache": 1}, "initializationOptions.cache must be bool"),
     ({"fimTemplate": "<PRE>{prefix}<MID>"}, r"fimTemplate .* needs \{prefix\} and \{suffix\} once each"),
     ({"fimTemplate": 3}, "initializationOptions.fimTemplate must be str"),

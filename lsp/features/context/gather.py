@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from .repo_prompt import ContextFile, RepoContext
-from .symbols import SymbolTable, extract_symbols, imports_of, names_near, resolve_import
+from .symbols import Symbol, SymbolTable, extract_symbols, imports_of, language_of, names_near, resolve_import
 from .workspace import WorkspaceIndex
 
 DEFINITION, IMPORT, RECENT = "definition", "import", "recent"
@@ -120,10 +120,11 @@ def candidates(path: str, text: str, offset: int, index: WorkspaceIndex, table: 
             score = 1.0 / (1 + rank) + (IMPORTED_BONUS if symbol.path in imported else 0.0)
             key = f"{DEFINITION}:{symbol.path}:{symbol.line}"
             if key not in found or found[key].score < score:
-                found[key] = Candidate(key, symbol.path, symbol.text, score, DEFINITION)
+                found[key] = Candidate(key, symbol.path, _shown(symbol), score, DEFINITION)
+    defined = {key for key in found}
     for number, target in enumerate(imported):
         source = index.text(target)
-        outline = _outline(target, source) if source is not None else ""
+        outline = _outline(target, source, defined) if source is not None else ""
         if outline:
             key = f"{IMPORT}:{target}"
             found[key] = Candidate(key, target, outline, 0.4 / (1 + number), IMPORT)
@@ -133,12 +134,22 @@ def candidates(path: str, text: str, offset: int, index: WorkspaceIndex, table: 
     return out
 
 
-def _outline(path: str, text: str) -> str:
-    """A module's top-level signatures, one after the other, at most MAX_IMPORT_OUTLINE_LINES lines."""
+def _shown(symbol: Symbol) -> str:
+    """A symbol's text for the prompt: a Python method under its class's line, as it reads in the file."""
+    if symbol.kind == "method" and "." in symbol.name and language_of(symbol.path) == "python":
+        return f"class {symbol.name.split('.')[0]}:\n    ...\n{symbol.text}"
+    return symbol.text
+
+
+def _outline(path: str, text: str, skip: set[str]) -> str:
+    """A module's top-level definitions (a class with its methods' signatures), one after the other,
+    at most MAX_IMPORT_OUTLINE_LINES lines; those in `skip` (already definition candidates) left out."""
     lines: list[str] = []
     for symbol in extract_symbols(path, text):
         if len(lines) >= MAX_IMPORT_OUTLINE_LINES:
             break
+        if symbol.kind == "method" or f"{DEFINITION}:{symbol.path}:{symbol.line}" in skip:
+            continue
         lines += symbol.text.split("\n")
     return "\n".join(lines[:MAX_IMPORT_OUTLINE_LINES])
 
@@ -174,8 +185,9 @@ class ContextKeeper:
                 room -= cost
         wanted_keys = {c.key for c in wanted}
         latest = {c.key: c for c in ranked}
-        kept = [latest.get(c.key, c) if c.key in latest and latest[c.key].text == c.text else None for c in self.chosen]
-        kept = [c for c in kept if c is not None]  # a snippet whose text changed is dropped, then re-added
+        # A snippet whose text changed is dropped (and added again at the end if still wanted); one the
+        # ranking no longer names stays until its room is needed.
+        kept = [c for c in self.chosen if c.key not in latest or latest[c.key].text == c.text]
         missing = [c for c in wanted if c.key not in {k.key for k in kept}]
         if not missing and len(kept) == len(self.chosen):
             return self.chosen
@@ -197,9 +209,18 @@ class ContextKeeper:
 
 
 def repo_context(index: WorkspaceIndex, path: str, chosen: list[Candidate]) -> RepoContext:
-    """The chosen snippets as the prompt shows them: paths relative to their root."""
+    """The chosen snippets as the prompt shows them, in the order they joined, paths relative to their
+    root; snippets of one file that follow each other share its section. (Only neighbours: gathering a
+    file's later snippet into its earlier section would change the prompt before the end, and the
+    warm pages after that point with it.)"""
     current = index.relative(path) or Path(path).name
     roots = index.stats().get("roots") or []
     name = Path(roots[0]).name if roots else Path(path).parent.name
-    return RepoContext(name, current, tuple(ContextFile(index.relative(c.path) or Path(c.path).name, c.text)
-                                            for c in chosen))
+    sections: list[tuple[str, list[str]]] = []
+    for c in chosen:
+        if sections and sections[-1][0] == c.path:
+            sections[-1][1].append(c.text)
+        else:
+            sections.append((c.path, [c.text]))
+    return RepoContext(name, current, tuple(ContextFile(index.relative(p) or Path(p).name, "\n\n".join(texts))
+                                            for p, texts in sections))

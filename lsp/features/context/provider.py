@@ -67,7 +67,9 @@ class RepoContextProvider:
     def file_changed(self, path: str | Path) -> None:
         """A workspace file was created, changed or saved on disk."""
         self.index.update(path)
-        key = str(Path(path).absolute().as_posix())
+        key = self.index.key(path)
+        if key is None:
+            return
         text = self.index.text(key)
         with self._lock:
             self.table.forget(key)
@@ -75,18 +77,22 @@ class RepoContextProvider:
                 self.table.symbols(key, text)
 
     def file_deleted(self, path: str | Path) -> None:
-        key = str(Path(path).absolute().as_posix())
+        key = self.index.key(path)
         self.index.remove(path)
+        if key is None:
+            return
         with self._lock:
             self.table.forget(key)
             self.recent.forget(key)
 
     def document_edited(self, path: str | Path, text: str, line: int) -> None:
         """An open document changed at `line` (0-based): a recent chunk, and its definitions follow."""
-        key = str(Path(path).absolute().as_posix())
+        key = self.index.key(path)
+        if key is None:
+            return  # outside the workspace: nothing of it goes into another file's prompt
         with self._lock:
             self.recent.note(key, text, line)
-            if self.index.relative(key) is not None and language_of(key) is not None:
+            if language_of(key) is not None:
                 self.table.symbols(key, text)  # definitions the user is writing, seen from other files
 
     def set_budget(self, budget_tokens: int) -> None:
@@ -97,7 +103,7 @@ class RepoContextProvider:
 
     def document_closed(self, path: str | Path) -> None:
         with self._lock:
-            self._keepers.pop(str(Path(path).absolute().as_posix()), None)
+            self._keepers.pop(self.index.key(path) or "", None)
 
     # -- per completion ---------------------------------------------------------------
 
@@ -106,8 +112,8 @@ class RepoContextProvider:
         a document outside the workspace)."""
         if self.budget_tokens == 0:
             return None
-        key = str(Path(path).absolute().as_posix())
-        if self.index.relative(key) is None:
+        key = self.index.key(path)
+        if key is None:
             return None
         with self._lock:
             ranked = candidates(key, text, offset, self.index, self.table, self.recent)
@@ -128,7 +134,7 @@ class RepoContextProvider:
     def chosen(self, path: str | Path) -> list:
         """The snippets the last completion of `path` was given."""
         with self._lock:
-            keeper = self._keepers.get(str(Path(path).absolute().as_posix()))
+            keeper = self._keepers.get(self.index.key(path) or "")
             return list(keeper.chosen) if keeper is not None else []
 
     def stats(self) -> dict:

@@ -213,6 +213,11 @@ class WorkspaceIndex:
                 self._sorted = sorted(self._files)
             return list(self._sorted)
 
+    def key(self, path: str | Path) -> str | None:
+        """The key `path` has here (absolute POSIX, its folders resolved), None outside every root."""
+        located = self._locate(path)
+        return None if isinstance(located, str) else located[0]
+
     def relative(self, path: str | Path) -> str | None:
         """`path` relative to its root as POSIX, for prompts (its folders resolved, as in its
         key); None outside every root."""

@@ -5,7 +5,7 @@ import string
 
 import pytest
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import models, pre_tokenizers
+from tokenizers import decoders, models, pre_tokenizers
 
 from loopcoder.engine.tokenizer import Tokenizer
 from loopcoder.lsp.features.context.gather import Candidate, ContextKeeper
@@ -24,6 +24,7 @@ def tokenizer(special: list[str]) -> Tokenizer:
     vocab = {c: i for i, c in enumerate(string.printable + "…")}
     hf = HFTokenizer(models.WordLevel(vocab, unk_token="…"))
     hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    hf.decoder = decoders.Fuse()
     hf.add_special_tokens(special)
     return Tokenizer(hf)
 
