@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import errno
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -169,11 +171,17 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(folder: Path, python: str, port: int, say: Say, wait: float = WAIT_SECONDS) -> int:
-    """Start the app, print its URL to stdout once it answers, and serve until Ctrl-C (then 0)."""
+    """Start the app, print its URL to stdout once it answers, and serve until Ctrl-C or SIGTERM (then
+    0); either way the app's server is stopped with it, never left running on its own."""
     url = f"http://{HOST}:{port}/"
     say(f"starting the app on {url}")
     child = subprocess.Popen([python, "-m", "uvicorn", "app:app", "--host", HOST, "--port", str(port)], cwd=folder)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         deadline = time.monotonic() + wait
         while not _answers(url):
@@ -191,6 +199,8 @@ def serve(folder: Path, python: str, port: int, say: Say, wait: float = WAIT_SEC
         return 0
     finally:
         _stop(child)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _stop(child: subprocess.Popen) -> None:
