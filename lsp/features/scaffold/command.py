@@ -109,13 +109,13 @@ def run(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
         _say(f"note: {note}")
     fields = ", ".join(f"{f.name} ({f.type})" for f in app.spec.fields)
     _say(f"spec: {app.spec.title!r}, {len(app.spec.fields)} fields: {fields}")
+    previous = _texts(folder, app.files) if existing else {}
     write_files(folder, app.files, args.force, progress=lambda path: _say(f"wrote {path}"))
     if spec_source is None:
-        _say(f"the spec is in {folder / render.MANIFEST}: edit its \"spec\" and rerun with --spec {folder / render.MANIFEST} "
-             "--force to change the app")
+        _say(f"to change the app, say how: loopcoder scaffold --change \"...\" --spec {folder / render.MANIFEST}")
     if existing and (folder / DATABASE).is_file():
         try:
-            _migrate_now(folder, {})
+            _migrate_now(folder, previous)
         except launch.LaunchError as e:
             _say(f"error: {e}")
             return e.code
@@ -134,6 +134,11 @@ def _finish(args: argparse.Namespace, folder: Path) -> int:
     except launch.LaunchError as e:
         _say(f"error: {e}")
         return e.code
+
+
+def _texts(folder: Path, files: dict[str, str]) -> dict[str, str | None]:
+    """What each of `files` holds in `folder` now (None: not there): what a failed migration puts back."""
+    return {name: (folder / name).read_text(encoding="utf-8") if (folder / name).is_file() else None for name in files}
 
 
 def _check_records(folder: Path, before: FormSpec, after: FormSpec, force: bool) -> None:
@@ -158,7 +163,7 @@ def _migrate_now(folder: Path, previous: dict[str, str | None]) -> None:
             else:
                 path.write_text(text, encoding="utf-8")
         raise launch.LaunchError(f"{e}: the database is as it was (the migration ran in one transaction) and "
-                                 f"the app's files were put back{' as they were' if previous else ''}", e.code) from None
+                                 "the app's files were put back as they were", e.code) from None
 
 
 def change(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> int:
@@ -194,10 +199,7 @@ def change(args: argparse.Namespace, load_engine: Callable[[], EngineAPI]) -> in
     _check_records(folder, current, changed.spec, args.force)
     history = continue_history(history, changed.spec, args.change)
     files = render.render_app(changed.spec, history)
-    previous = {}
-    for name in files:
-        target = folder / name
-        previous[name] = target.read_text(encoding="utf-8") if target.is_file() else None
+    previous = _texts(folder, files)
     write_files(folder, files, force=True)
     written = [name for name, text in files.items() if previous[name] != text]
     _say(f"revision {history[-1].id}: wrote {', '.join(written)}")
